@@ -1,0 +1,185 @@
+//! `tunebook-kernel`: a Jupyter kernel for Rust notebooks with the tunebook library
+//! preloaded.
+//!
+//! ```text
+//! tunebook-kernel --connection-file FILE                 run (Jupyter starts it this way)
+//! tunebook-kernel install [--user|--sys-prefix|--prefix P]   write the kernelspec
+//! tunebook-kernel warm                                   prebuild the library for fast starts
+//! ```
+
+mod completeness;
+mod connection;
+mod diagnostics;
+mod display;
+mod engine;
+mod forwarder;
+mod install;
+mod interrupt;
+mod kernel;
+mod preload;
+mod procfs;
+mod relay;
+mod shared;
+mod wire;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// evcxr marks the cell process it starts (this binary again) with this variable.
+const EVCXR_RUNTIME_VAR: &str = "EVCXR_IS_RUNTIME";
+/// The kernel passes the user's RUST_BACKTRACE through this; evcxr forces it to 1.
+const CELL_BACKTRACE_VAR: &str = "TUNEBOOK_CELL_BACKTRACE";
+
+pub fn log(message: &str) {
+    eprintln!("[tunebook-kernel] {message}");
+}
+
+fn main() {
+    if std::env::var_os(EVCXR_RUNTIME_VAR).is_some() {
+        become_cell_process();
+    }
+    // Also covers evcxr's other re-executions of this binary (rustc wrapper).
+    evcxr::runtime_hook();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(error) = run(&args) {
+        log(&format!("error: {error:#}"));
+        std::process::exit(1);
+    }
+}
+
+fn become_cell_process() {
+    // Panics print their message; a full backtrace only when the user asked for one.
+    let backtrace = std::env::var(CELL_BACKTRACE_VAR).unwrap_or_else(|_| "0".to_owned());
+    std::env::set_var("RUST_BACKTRACE", backtrace);
+    if let Err(error) = relay::install() {
+        eprintln!("tunebook-kernel: stdout relay unavailable ({error}); output may stall");
+    }
+    evcxr::runtime_hook();
+}
+
+fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("install") => {
+            let dir = install::install(&install::Target::parse(&args[1..])?)?;
+            println!("Installed kernelspec {} in {}", install::KERNEL_NAME, dir.display());
+            Ok(())
+        }
+        Some("warm") => warm(),
+        Some("--connection-file") | Some("-f") => {
+            let file = args.get(1).context("--connection-file needs a path")?;
+            run_kernel(Path::new(file))
+        }
+        Some("--version") => {
+            println!("tunebook-kernel {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(path) if path.ends_with(".json") => run_kernel(Path::new(path)),
+        _ => bail!(
+            "usage:\n  tunebook-kernel --connection-file FILE\n  tunebook-kernel install \
+             [--user | --sys-prefix | --prefix DIR]\n  tunebook-kernel warm"
+        ),
+    }
+}
+
+fn run_kernel(connection_file: &Path) -> Result<()> {
+    let connection = connection::ConnectionInfo::read(connection_file)?;
+    let locations = preload::Locations::discover();
+    let work_dir = create_work_dir()?;
+    log(&format!("build directory {}", work_dir.display()));
+    let cell_env = prepare_environment(&work_dir, locations.as_ref().ok());
+    spawn_orphan_watch(work_dir.clone());
+    kernel::run(connection, engine::EngineConfig { preload: locations, work_dir, cell_env })
+}
+
+/// Sets the variables evcxr and cargo read (before any thread exists) and returns the
+/// environment for the cell process.
+fn prepare_environment(work_dir: &Path, locations: Option<&preload::Locations>) -> Vec<(String, String)> {
+    std::env::set_var("EVCXR_TMPDIR", work_dir);
+    // Keep a personal evcxr configuration (prelude, tmpdir) out of this kernel.
+    std::env::set_var("EVCXR_CONFIG_DIR", work_dir.join("evcxr-config"));
+    let mut cell_env = vec![
+        ("TUNEBOOK_KERNEL".to_owned(), "1".to_owned()),
+        (CELL_BACKTRACE_VAR.to_owned(), std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "0".to_owned())),
+    ];
+    if let Some(locations) = locations.filter(|l| l.libtorch.is_some()) {
+        if std::env::var_os("LIBTORCH").is_none() {
+            std::env::set_var("LIBTORCH", locations.libtorch.as_ref().unwrap());
+        }
+        let lib = locations.libtorch_lib().unwrap().display().to_string();
+        let path = match std::env::var("LD_LIBRARY_PATH") {
+            Ok(existing) if !existing.is_empty() => format!("{lib}:{existing}"),
+            _ => lib,
+        };
+        cell_env.push(("LD_LIBRARY_PATH".to_owned(), path));
+    }
+    cell_env
+}
+
+/// `<tmp>/tunebook-kernel/<pid>-<id>`, removing directories of kernels that no longer run.
+fn create_work_dir() -> Result<PathBuf> {
+    let root = std::env::temp_dir().join("tunebook-kernel");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name.split('-').next().and_then(|pid| pid.parse::<u32>().ok());
+            if let Some(pid) = owner {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = root.join(format!("{}-{}", std::process::id(), &id[..8]));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Jupyter may die without shutting its kernels down; an orphaned kernel cleans up and exits.
+fn spawn_orphan_watch(work_dir: PathBuf) {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        if std::os::unix::process::parent_id() != parent {
+            log("parent process exited; shutting down");
+            interrupt::kill_all_children();
+            let _ = std::fs::remove_dir_all(&work_dir);
+            std::process::exit(0);
+        }
+    });
+}
+
+/// Builds the library once into the template directory every kernel start copies.
+fn warm() -> Result<()> {
+    let started = Instant::now();
+    let locations = preload::Locations::discover().map_err(anyhow::Error::msg)?;
+    let template = locations.template_dir();
+    if template.exists() {
+        std::fs::remove_dir_all(&template).with_context(|| format!("clearing {}", template.display()))?;
+    }
+    std::fs::create_dir_all(&template).with_context(|| format!("creating {}", template.display()))?;
+    let cell_env = prepare_environment(&template, Some(&locations));
+    println!("tunebook-kernel warm: building into {}", template.display());
+    let command = engine::cell_process_command(&cell_env)?;
+    let (eval_context, outputs) = evcxr::EvalContext::with_subprocess_command(command)
+        .map_err(|error| anyhow::anyhow!("starting evcxr: {error}"))?;
+    for channel in [outputs.stdout, outputs.stderr] {
+        std::thread::spawn(move || {
+            while let Ok(line) = channel.recv() {
+                eprintln!("{line}");
+            }
+        });
+    }
+    let mut context = evcxr::CommandContext::with_eval_context(eval_context);
+    engine::run_preload(&mut context, &locations, &template, &mut |line| println!("{line}")).map_err(anyhow::Error::msg)?;
+    drop(context);
+    locations.mark_template_current()?;
+    println!(
+        "tunebook-kernel warm: template ready ({:.1} GB) in {:.0} s",
+        preload::tree_size(&template) as f64 / 1e9,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `info`, `generate` and `score`.
+use anyhow::{Context, Result};
+use clap::Args;
+use tunebook::device::parse_device;
+use tunebook::models::{LoadOptions, Model};
+use tunebook::GenerationConfig;
+
+#[derive(Args)]
+pub struct ModelArg {
+    /// Shipped short name (smollm2-135m-instruct, all-minilm-l6-v2), a HF folder, a .gguf file or a hub id.
+    #[arg(long, short)]
+    model: String,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl ModelArg {
+    fn load(&self) -> Result<Model> {
+        let options = LoadOptions::default().device(parse_device(&self.device)?);
+        Model::from_pretrained_with(&self.model, options).with_context(|| format!("loading model `{}`", self.model))
+    }
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn info(args: InfoArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let s = model.summary();
+    if args.json {
+        let mut value = serde_json::to_value(&s)?;
+        value["source"] = serde_json::json!(model.info().source);
+        value["config"] = model.info().config.clone();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("model         {}", s.name);
+    println!("source        {}", model.info().source.display());
+    println!("architecture  {}", s.architecture);
+    println!("task          {:?}", s.task);
+    println!("layers        {}", s.layers);
+    println!("hidden size   {}", s.hidden_size);
+    println!("vocab         {}", s.vocab_size.map_or("-".into(), |v| v.to_string()));
+    println!("parameters    {} ({:.1} M)", s.parameters, s.parameters as f64 / 1e6);
+    println!("dtype         {}", s.dtype);
+    println!("device        {}", s.device);
+    println!("memory        {:.1} MiB", s.memory_bytes as f64 / (1 << 20) as f64);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[arg(long, short)]
+    prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    top_k: i64,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    /// Stop when this string appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        stop: args.stop,
+        seed: args.seed,
+    };
+    let text = if args.chat { model.chat(&args.prompt, &config)? } else { model.generate(&args.prompt, &config)? };
+    println!("{text}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[arg(long, short)]
+    text: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn score(args: ScoreArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let score = model.score(&args.text)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&score)?);
+    } else {
+        println!("mean NLL    {:.4} nats/token over {} tokens", score.mean_nll, score.tokens - 1);
+        println!("perplexity  {:.3}", score.perplexity);
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! # tunebook
+//!
+//! Fine-tune language models cell by cell: load a pretrained model, look at the data,
+//! pick a method (full, LoRA, QLoRA, adapters, prompt tuning), train, evaluate, export.
+
+pub mod data;
+pub mod device;
+pub mod display;
+pub mod error;
+pub mod generation;
+pub mod gguf;
+pub mod loss;
+pub mod models;
+pub mod nn;
+pub mod tokenizer;
+
+pub use device::Device;
+pub use error::{Error, Result};
+pub use generation::{GenerationConfig, Score};
+pub use models::{LoadOptions, Model, Task};
+pub use tokenizer::{ChatMessage, Tokenizer};

@@ -1,0 +1,222 @@
+//! [`Model`]: backbone + head + tokenizer, what a notebook user loads and fine-tunes.
+use super::heads::{Head, Task};
+use super::loader::{self, LoadOptions};
+use super::Forward;
+use crate::nn::{KvCache, Linear, Module};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub struct Model {
+    pub backbone: Box<dyn Forward>,
+    pub head: Head,
+    pub task: Task,
+    /// Trainable virtual-token embeddings `[n_virtual, hidden]` prepended to every input
+    /// (prompt tuning); `None` for a plain model.
+    pub soft_prompt: Option<Tensor>,
+    tokenizer: Option<Tokenizer>,
+    info: ModelInfo,
+    device: Device,
+    kind: Kind,
+}
+
+/// What a model is, for `tunebook info` and the notebook's summary table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub source: PathBuf,
+    /// config.json `model_type` (llama, qwen2, gpt2, bert, ...).
+    pub architecture: String,
+    /// The config the model was built from (HF config.json, or derived from GGUF metadata).
+    pub config: serde_json::Value,
+}
+
+impl ModelInfo {
+    pub(super) fn new(name: &str, source: &Path, architecture: &str, config: serde_json::Value) -> Self {
+        ModelInfo { name: name.into(), source: source.into(), architecture: architecture.into(), config }
+    }
+}
+
+/// Size and shape figures of a loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub architecture: String,
+    pub task: Task,
+    pub layers: usize,
+    pub hidden_size: i64,
+    pub vocab_size: Option<usize>,
+    pub parameters: i64,
+    pub trainable_parameters: i64,
+    pub dtype: String,
+    pub device: String,
+    /// Bytes held by parameter tensors.
+    pub memory_bytes: i64,
+}
+
+impl Model {
+    /// Loads a model by shipped short name (`smollm2-135m-instruct`, `all-minilm-l6-v2`),
+    /// local path (HF folder or `.gguf`) or hub id, on the best device.
+    pub fn from_pretrained(name: &str) -> Result<Model> {
+        loader::load(name, &LoadOptions::default())
+    }
+
+    /// Like [`from_pretrained`](Self::from_pretrained) with a chosen device, dtype or task:
+    ///
+    /// ```no_run
+    /// use tunebook::models::{LoadOptions, Task};
+    /// let clf = tunebook::Model::from_pretrained_with(
+    ///     "all-minilm-l6-v2",
+    ///     LoadOptions::default().task(Task::SequenceClassification { num_labels: 3 }),
+    /// )?;
+    /// # Ok::<(), tunebook::Error>(())
+    /// ```
+    pub fn from_pretrained_with(name: &str, options: LoadOptions) -> Result<Model> {
+        loader::load(name, &options)
+    }
+
+    pub(super) fn assemble(
+        backbone: Box<dyn Forward>,
+        head: Head,
+        task: Task,
+        tokenizer: Option<Tokenizer>,
+        info: ModelInfo,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Model> {
+        let model = Model { backbone, head, task, soft_prompt: None, tokenizer, info, device, kind };
+        if let Some(tok) = &model.tokenizer {
+            let vocab = model.embedding_rows();
+            if tok.vocab_size() as i64 > vocab {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer of {} has {} tokens but the model's embedding has only {vocab} rows: they do not belong together",
+                    model.info.source.display(),
+                    tok.vocab_size()
+                )));
+            }
+        }
+        Ok(model)
+    }
+
+    fn embedding_rows(&self) -> i64 {
+        let mut rows = 0;
+        self.backbone.visit_params("", &mut |name, t| {
+            if rows == 0 && t.dim() == 2 && (name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") || name.ends_with("word_embeddings.weight")) {
+                rows = t.size()[0];
+            }
+        });
+        rows
+    }
+
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Tokenizer(format!("model {} has no tokenizer (no tokenizer.json next to its config)", self.info.name))
+        })
+    }
+
+    /// Replaces the tokenizer (e.g. one with added tokens); checked against the embedding.
+    pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) -> Result<()> {
+        if tokenizer.vocab_size() as i64 > self.embedding_rows() {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer has {} tokens, the model's embedding {} rows",
+                tokenizer.vocab_size(),
+                self.embedding_rows()
+            )));
+        }
+        self.tokenizer = Some(tokenizer);
+        Ok(())
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The dtype weights compute in (fp32 on CPU, bf16 on CUDA by default).
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Task output for a batch of token ids `[batch, seq]` with an optional padding mask:
+    /// logits `[batch, seq, vocab]` (causal LM), `[batch, num_labels]` (classification)
+    /// or embeddings `[batch, hidden]`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Tensor {
+        self.forward_with(input_ids, attention_mask, None, None)
+    }
+
+    /// [`forward`](Self::forward) with packed-sequence segments and/or a KV cache.
+    pub fn forward_with(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, segments: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor {
+        let hidden = self.hidden_states(input_ids, attention_mask, segments, cache);
+        self.head.forward(&hidden, attention_mask)
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` (soft prompt positions removed).
+    pub fn hidden_states(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, segments: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor {
+        let embeds = self.backbone.embed(input_ids);
+        let Some(prompt) = &self.soft_prompt else {
+            return self.backbone.forward_embeds(&embeds, attention_mask, segments, cache);
+        };
+        let (b, n) = (embeds.size()[0], prompt.size()[0]);
+        // The padding mask always covers the virtual tokens; their embeddings go in front
+        // once, at the first step of a cached generation.
+        let mask = attention_mask.map(|m| Tensor::cat(&[&Tensor::ones([b, n], (m.kind(), m.device())), m], 1));
+        if cache.as_ref().is_some_and(|c| c.seq_len() > 0) {
+            return self.backbone.forward_embeds(&embeds, mask.as_ref(), segments, cache);
+        }
+        let prefix = prompt.to_kind(embeds.kind()).unsqueeze(0).expand([b, n, prompt.size()[1]], false);
+        let embeds = Tensor::cat(&[&prefix, &embeds], 1);
+        let segments = segments.map(|s| Tensor::cat(&[&s.narrow(1, 0, 1).expand([b, n], false), s], 1));
+        let hidden = self.backbone.forward_embeds(&embeds, mask.as_ref(), segments.as_ref(), cache);
+        hidden.narrow(1, n, hidden.size()[1] - n)
+    }
+
+    /// A cache sized for this model's layers.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.backbone.num_layers())
+    }
+
+    /// Figures for `tunebook info` and the notebook summary.
+    pub fn summary(&self) -> ModelSummary {
+        let (mut parameters, mut trainable, mut bytes) = (0, 0, 0);
+        self.visit_params("", &mut |_, t| {
+            let n = t.numel() as i64;
+            parameters += n;
+            if t.requires_grad() {
+                trainable += n;
+            }
+            bytes += n * t.kind().elt_size_in_bytes() as i64;
+        });
+        ModelSummary {
+            name: self.info.name.clone(),
+            architecture: self.info.architecture.clone(),
+            task: self.task.clone(),
+            layers: self.backbone.num_layers(),
+            hidden_size: self.backbone.hidden_size(),
+            vocab_size: self.tokenizer.as_ref().map(|t| t.vocab_size()),
+            parameters,
+            trainable_parameters: trainable,
+            dtype: format!("{:?}", self.kind),
+            device: format!("{:?}", self.device),
+            memory_bytes: bytes,
+        }
+    }
+}
+
+impl Module for Model {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.backbone.visit_params(prefix, f);
+        self.head.visit_params(prefix, f);
+        if let Some(p) = &self.soft_prompt {
+            f(&crate::nn::join(prefix, "prompt_encoder.embedding.weight"), p);
+        }
+    }
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Linear)) {
+        self.backbone.visit_linears_mut(prefix, f);
+        self.head.visit_linears_mut(prefix, f);
+    }
+}

@@ -1,0 +1,1 @@
+//! Rich notebook display: rendered charts, tables and the kernel wire format.

@@ -1,0 +1,384 @@
+"""Talks Jupyter protocol 5.3 to tunebook-kernel with jupyter_client, as a notebook would.
+
+Usage: kernel_protocol.py SCENARIO
+  SCENARIO: basic | interrupt | shutdown | preload
+Environment: TUNEBOOK_KERNEL_BIN (the kernel binary), TUNEBOOK_TEST_MINILIB (for preload:
+a stand-in library crate directory). Exits non-zero with a message on the first failed check.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+from jupyter_client.session import Session
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, message, *context):
+    if not condition:
+        details = "\n".join(json.dumps(c, indent=1, default=str)[:4000] for c in context)
+        raise CheckFailed(f"{message}\n{details}")
+
+
+class Kernel:
+    def __init__(self, env_overrides):
+        self.dir = tempfile.mkdtemp(prefix="tb-kernel-test-")
+        self.key = os.urandom(16).hex().encode()
+        self.connection_file, self.info = write_connection_file(
+            os.path.join(self.dir, "connection.json"), ip="127.0.0.1", key=self.key
+        )
+        env = dict(os.environ)
+        env.update(env_overrides)
+        self.log_path = os.path.join(self.dir, "kernel.log")
+        self.log = open(self.log_path, "w")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [os.environ["TUNEBOOK_KERNEL_BIN"], "--connection-file", self.connection_file],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = BlockingKernelClient(connection_file=self.connection_file)
+        self.client.load_connection_file()
+        self.client.start_channels()
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def reply_to(self, msg_id, timeout, channel="shell"):
+        get = self.client.get_shell_msg if channel == "shell" else self.client.get_control_msg
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            check(left > 0, f"no {channel} reply to {msg_id} within {timeout} s", self.log_text())
+            msg = get(timeout=left)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    def outputs_until_idle(self, msg_id, timeout):
+        """IOPub messages caused by msg_id, up to and including its idle status."""
+        deadline = time.monotonic() + timeout
+        collected = []
+        while True:
+            left = deadline - time.monotonic()
+            check(left > 0, f"no idle for {msg_id} within {timeout} s", collected, self.log_text())
+            msg = self.client.get_iopub_msg(timeout=left)
+            msg["received_at"] = time.monotonic()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            collected.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return collected
+
+    def execute(self, code, timeout=300, **kwargs):
+        msg_id = self.client.execute(code, **kwargs)
+        outputs = self.outputs_until_idle(msg_id, timeout)
+        reply = self.reply_to(msg_id, timeout)
+        reply["received_at"] = time.monotonic()
+        return reply, outputs
+
+    def wait_for_iopub(self, attempts=20):
+        """IOPub drops messages until the subscription is in place: ping until it carries one."""
+        for _ in range(attempts):
+            msg_id = self.client.kernel_info()
+            self.reply_to(msg_id, 30)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                try:
+                    msg = self.client.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+                except Exception:
+                    break
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return
+        raise CheckFailed("IOPub never delivered a message")
+
+    def control(self, msg_type, content, timeout=30):
+        msg = self.client.session.msg(msg_type, content)
+        self.client.control_channel.send(msg)
+        return self.reply_to(msg["header"]["msg_id"], timeout, channel="control")
+
+    def close(self):
+        self.client.stop_channels()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def streams(outputs, name="stdout"):
+    return "".join(
+        m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == name
+    )
+
+
+def of_type(outputs, msg_type):
+    return [m for m in outputs if m["msg_type"] == msg_type]
+
+
+def expect_ok(kernel, code, timeout=300):
+    reply, outputs = kernel.execute(code, timeout=timeout)
+    check(reply["content"]["status"] == "ok", f"cell failed: {code!r}", reply["content"], outputs)
+    return reply, outputs
+
+
+def scenario_basic(kernel):
+    # kernel_info is answered while the engine is still starting.
+    msg_id = kernel.client.kernel_info()
+    sent = time.monotonic()
+    info = kernel.reply_to(msg_id, 30)
+    latency = time.monotonic() - sent
+    check(info["content"]["protocol_version"] == "5.3", "protocol version", info["content"])
+    check(info["content"]["language_info"]["name"] == "rust", "language", info["content"])
+    check(latency < 1.0, f"kernel_info took {latency:.2f} s")
+    print(f"kernel_info latency {latency * 1000:.0f} ms")
+    kernel.wait_for_iopub()
+
+    started = time.monotonic()
+    reply, outputs = expect_ok(kernel, 'println!("hello from rust");')
+    print(f"first cell (includes evcxr start) {time.monotonic() - started:.2f} s")
+    check(streams(outputs) == "hello from rust\n", "stdout stream", outputs)
+    check(reply["content"]["execution_count"] == 1, "first execution_count", reply["content"])
+    check([m["msg_type"] for m in outputs][:2] == ["status", "execute_input"], "busy then execute_input", outputs)
+    check(outputs[0]["content"]["execution_state"] == "busy", "busy first", outputs)
+
+    started = time.monotonic()
+    reply, outputs = expect_ok(kernel, "let answer = 40 + 2;\nanswer")
+    print(f"cell latency {time.monotonic() - started:.2f} s")
+    check(reply["content"]["execution_count"] == 2, "execution_count increments", reply["content"])
+    results = of_type(outputs, "execute_result")
+    check(len(results) == 1 and results[0]["content"]["data"]["text/plain"] == "42", "execute_result", outputs)
+
+    # Output is streamed while the cell runs, not collected at the end.
+    reply, outputs = expect_ok(
+        kernel, 'println!("first");\nstd::thread::sleep(std::time::Duration::from_millis(1500));\nprintln!("second");'
+    )
+    first = [m for m in of_type(outputs, "stream") if "first" in m["content"]["text"]]
+    check(first, "stream 'first'", outputs)
+    lead = reply["received_at"] - first[0]["received_at"]
+    check(lead > 1.0, f"'first' arrived only {lead:.2f} s before the reply: not live", outputs)
+
+    reply, outputs = kernel.execute('let a = 1;\nlet x: i32 = "text";')
+    content = reply["content"]
+    check(content["status"] == "error", "compile error status", content)
+    check(content["ename"] == "CompileError", "compile error ename", content)
+    check("E0308" in content["evalue"] and "cell line 2" in content["evalue"], "evalue names code and line", content)
+    check(any("cell line 2" in line for line in content["traceback"]), "traceback points at line 2", content)
+    check(any('let x: i32 = "text";' in line for line in content["traceback"]), "traceback quotes the line", content)
+    check(of_type(outputs, "error"), "error on iopub", outputs)
+    check(content["execution_count"] == 4, "failed cells count too", content)
+
+    reply, outputs = kernel.execute('let n = 3;\npanic!("boom {n}");')
+    content = reply["content"]
+    check(content["status"] == "error" and content["ename"] == "panic", "panic status", content)
+    check(content["evalue"] == "boom 3", "panic message", content)
+    check(any("cell line 2" in line for line in content["traceback"]), "panic line", content)
+    check("panicked at" not in streams(outputs, "stderr"), "panic text not duplicated on stderr", outputs)
+
+    # State survives a panic in another cell.
+    reply, outputs = expect_ok(kernel, 'println!("{}", answer);')
+    check(streams(outputs) == "42\n", "variable kept", outputs)
+
+    display_cell = "\n".join(
+        f'println!("{{}}", r#"{line}"#);'
+        for line in [
+            'TUNEBOOK_DISPLAY {"display_id": "progress", "update": false, "data": {"text/html": "<b>0%</b>", "text/plain": "0%"}}',
+            'TUNEBOOK_DISPLAY {"display_id": "progress", "update": true, "data": {"text/html": "<b>100%</b>", "text/plain": "100%"}}',
+            'TUNEBOOK_DISPLAY {"display_id": null, "update": false, "data": {"image/svg+xml": "<svg></svg>"}}',
+            'TUNEBOOK_CLEAR {"wait": true}',
+        ]
+    )
+    reply, outputs = expect_ok(kernel, display_cell)
+    kinds = [m["msg_type"] for m in outputs if m["msg_type"] not in ("status", "execute_input")]
+    check(kinds == ["display_data", "update_display_data", "display_data", "clear_output"], "display sequence", kinds)
+    shown, updated, svg, cleared = [m["content"] for m in outputs if m["msg_type"] in ("display_data", "update_display_data", "clear_output")]
+    check(shown["transient"] == {"display_id": "progress"} and shown["data"]["text/html"] == "<b>0%</b>", "display", shown)
+    check(updated["transient"] == {"display_id": "progress"} and updated["data"]["text/plain"] == "100%", "update", updated)
+    check(svg["transient"] == {} and svg["data"]["image/svg+xml"] == "<svg></svg>", "display without id", svg)
+    check(cleared["wait"] is True, "clear_output wait", cleared)
+    check("TUNEBOOK" not in streams(outputs), "wire format is not shown as text", outputs)
+
+    reply, outputs = expect_ok(kernel, 'println!("EVCXR_BEGIN_CONTENT text/html\\n<i>rich</i>\\nEVCXR_END_CONTENT");')
+    results = of_type(outputs, "execute_result")
+    check(results and results[0]["content"]["data"].get("text/html") == "<i>rich</i>", "evcxr content", outputs)
+
+    reply, outputs = expect_ok(kernel, 'print!("no newline at the end");', timeout=60)
+    check(streams(outputs) == "no newline at the end\n", "unterminated print", outputs)
+
+    for code, status, indent in [("fn f() {\n    let v = vec![1,", "incomplete", "        "), ("let x = 1;", "complete", None), ("let x = (1];", "invalid", None), ('let s = "open', "incomplete", "")]:
+        msg_id = kernel.client.is_complete(code)
+        content = kernel.reply_to(msg_id, 10)["content"]
+        check(content["status"] == status, f"is_complete({code!r})", content)
+        if indent is not None:
+            check(content["indent"] == indent, f"indent for {code!r}", content)
+
+    msg_id = kernel.client.history(hist_access_type="tail", n=2)
+    history = kernel.reply_to(msg_id, 10)["content"]["history"]
+    check([entry[2] for entry in history][-1] == 'print!("no newline at the end");', "history tail", history)
+
+    msg_id = kernel.client.comm_info()
+    check(kernel.reply_to(msg_id, 10)["content"]["comms"] == {}, "comm_info")
+
+    code = "let v: Vec<u8> = Vec::new();\nv.cap"
+    msg_id = kernel.client.complete(code, len(code))
+    completion = kernel.reply_to(msg_id, 120)["content"]
+    check("capacity" in completion["matches"], "completion of v.cap", completion)
+    check(completion["cursor_end"] == len(code) and completion["cursor_start"] == len(code) - 3, "completion range", completion)
+
+    # A message signed with the wrong key is dropped and never executed.
+    context = zmq.Context.instance()
+    intruder = context.socket(zmq.DEALER)
+    intruder.connect(f"tcp://127.0.0.1:{kernel.info['shell_port']}")
+    forged = Session(key=b"not-the-key", username="intruder")
+    forged.send(intruder, "execute_request", {"code": 'println!("FORGED");', "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    check(intruder.poll(3000) == 0, "forged request got a reply")
+    intruder.close(linger=0)
+    check("rejected a message on shell" in kernel.log_text(), "rejection is logged", kernel.log_text())
+    reply, outputs = expect_ok(kernel, 'println!("still fine");')
+    check(streams(outputs) == "still fine\n", "kernel works after forged message", outputs)
+    check(reply["content"]["execution_count"] == 10, "forged request was not counted", reply["content"])
+
+    # stop_on_error: cells queued behind a failing one are aborted.
+    first = kernel.client.execute("let broken: i32 = ();")
+    second = kernel.client.execute('println!("must not run");')
+    check(kernel.reply_to(first, 120)["content"]["status"] == "error", "first fails")
+    check(kernel.reply_to(second, 120)["content"]["status"] == "aborted", "queued cell aborted")
+
+
+def scenario_interrupt(kernel):
+    kernel.wait_for_iopub()
+    expect_ok(kernel, "let kept = 41;")
+    msg_id = kernel.client.execute('println!("spinning");\nloop { std::thread::sleep(std::time::Duration::from_millis(5)); }')
+    deadline = time.monotonic() + 120
+    while True:
+        check(time.monotonic() < deadline, "cell never started")
+        msg = kernel.client.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    sent = time.monotonic()
+    interrupt = kernel.control("interrupt_request", {})
+    check(interrupt["content"]["status"] == "ok", "interrupt_reply", interrupt["content"])
+    reply = kernel.reply_to(msg_id, 30)["content"]
+    print(f"interrupt to reply {time.monotonic() - sent:.2f} s")
+    check(reply["status"] == "error" and reply["ename"] == "Interrupted", "interrupted reply", reply)
+    check("variables are gone" in reply["evalue"], "says what was lost", reply)
+    # The cell process died of SIGINT: variables are gone, the kernel works on.
+    reply, _ = kernel.execute('println!("{kept}");')
+    check(reply["content"]["status"] == "error", "variable lost after hard interrupt", reply["content"])
+    reply, outputs = expect_ok(kernel, 'println!("alive");')
+    check(streams(outputs) == "alive\n", "kernel usable after interrupt", outputs)
+    # Interrupt with nothing running is harmless.
+    check(kernel.control("interrupt_request", {})["content"]["status"] == "ok", "idle interrupt")
+    reply, outputs = expect_ok(kernel, 'println!("still alive");')
+
+
+def scenario_shutdown(kernel):
+    kernel.wait_for_iopub()
+    expect_ok(kernel, 'println!("up");')
+    work_dirs = [line.split()[-1] for line in kernel.log_text().splitlines() if "build directory" in line]
+    reply = kernel.control("shutdown_request", {"restart": False})
+    check(reply["content"] == {"status": "ok", "restart": False}, "shutdown_reply", reply["content"])
+    try:
+        code = kernel.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        raise CheckFailed("kernel still running 15 s after shutdown_request")
+    check(code == 0, f"exit status {code}", kernel.log_text())
+    for directory in work_dirs:
+        check(not os.path.exists(directory), f"build directory {directory} left behind")
+    check(work_dirs, "kernel logs its build directory", kernel.log_text())
+
+
+def scenario_preload(kernel):
+    kernel.wait_for_iopub()
+    # The first cell waits for the preload; kernel_info must not.
+    first = kernel.client.execute("greet()")
+    msg_id = kernel.client.kernel_info()
+    sent = time.monotonic()
+    kernel.reply_to(msg_id, 30)
+    latency = time.monotonic() - sent
+    print(f"kernel_info latency during preload {latency * 1000:.0f} ms")
+    check(latency < 1.0, f"kernel_info during preload took {latency:.2f} s")
+    outputs = kernel.outputs_until_idle(first, 600)
+    reply = kernel.reply_to(first, 600)
+    print(f"preload and first cell {time.monotonic() - kernel.started:.1f} s after start")
+    check(reply["content"]["status"] == "ok", "prelude function callable", reply["content"], outputs, kernel.log_text())
+    check("tunebook:" in streams(outputs, "stderr"), "preload progress shown in the waiting cell", outputs)
+    results = of_type(outputs, "execute_result")
+    check(results and "hello from the preloaded library" in results[0]["content"]["data"]["text/plain"], "greet()", outputs)
+
+    started = time.monotonic()
+    expect_ok(kernel, "let first_call = bump();")
+    print(f"first cell with let after preload {time.monotonic() - started:.2f} s")
+    started = time.monotonic()
+    reply, outputs = expect_ok(kernel, 'println!("{} {}", first_call, bump());')
+    print(f"cell latency with library {time.monotonic() - started:.2f} s")
+    check(streams(outputs) == "1 2\n", "cells share the library's statics", outputs)
+
+    reply, outputs = expect_ok(kernel, 'println!("{}", std::env::var("TUNEBOOK_KERNEL").unwrap_or_default());')
+    check(streams(outputs) == "1\n", "TUNEBOOK_KERNEL=1 in cells", outputs)
+
+    reply, outputs = expect_ok(kernel, 'tunebook::show_progress("train", 10, false);\nshow_progress("train", 90, true);')
+    kinds = [(m["msg_type"], m["content"].get("transient")) for m in outputs if "display" in m["msg_type"]]
+    check(kinds == [("display_data", {"display_id": "train"}), ("update_display_data", {"display_id": "train"})], "library displays", kinds)
+
+    # A library that handles SIGINT stops gracefully and every variable survives.
+    expect_ok(kernel, "let kept = 41;")
+    msg_id = kernel.client.execute("let steps = wait_for_interrupt();")
+    while True:
+        msg = kernel.client.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    kernel.control("interrupt_request", {})
+    reply = kernel.reply_to(msg_id, 30)["content"]
+    check(reply["ename"] == "Interrupted" and "variables are kept" in reply["evalue"], "graceful interrupt", reply)
+    reply, outputs = expect_ok(kernel, 'println!("{} {}", kept, steps > 0);')
+    check(streams(outputs) == "41 true\n", "state kept after graceful interrupt", outputs)
+
+
+SCENARIOS = {
+    "basic": (scenario_basic, {"TUNEBOOK_KERNEL_PRELOAD": "0"}),
+    "interrupt": (scenario_interrupt, {"TUNEBOOK_KERNEL_PRELOAD": "0"}),
+    "shutdown": (scenario_shutdown, {"TUNEBOOK_KERNEL_PRELOAD": "0"}),
+    "preload": (scenario_preload, {}),
+}
+
+
+def main():
+    name = sys.argv[1]
+    scenario, env = SCENARIOS[name]
+    env = dict(env)
+    scratch = None
+    if name == "preload":
+        # A throwaway repository layout: <repo>/lib is the stand-in library.
+        scratch = tempfile.mkdtemp(prefix="tb-preload-")
+        shutil.copytree(os.environ["TUNEBOOK_TEST_MINILIB"], os.path.join(scratch, "lib"))
+        env["TUNEBOOK_LIB_DIR"] = os.path.join(scratch, "lib")
+        env["TUNEBOOK_KERNEL_CACHE"] = os.path.join(scratch, "cache")
+    kernel = Kernel(env)
+    try:
+        scenario(kernel)
+    except (CheckFailed, Exception) as error:
+        print(f"FAILED {name}: {error}", file=sys.stderr)
+        print("--- kernel log ---\n" + kernel.log_text()[-6000:], file=sys.stderr)
+        sys.exit(1)
+    finally:
+        kernel.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(f"{name}: ok")
+
+
+if __name__ == "__main__":
+    main()
