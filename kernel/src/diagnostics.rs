@@ -158,12 +158,15 @@ pub fn cell_line_for(generated: &str, lib_line: usize, cell: &str) -> Option<usi
 /// stderr, header first.
 pub fn panic_error(panic_lines: &[String], generated: Option<&str>, cell: &str) -> CellError {
     let header = panic_lines.first().map(String::as_str).unwrap_or_default();
-    let message: Vec<&str> = panic_lines
+    let details: Vec<&str> = panic_lines
         .iter()
         .skip(1)
         .map(String::as_str)
         .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
         .collect();
+    // With RUST_BACKTRACE set the message is followed by the backtrace: traceback only.
+    let message_end = details.iter().position(|line| *line == "stack backtrace:").unwrap_or(details.len());
+    let message = &details[..message_end];
     let evalue = if message.is_empty() { "the cell panicked".to_owned() } else { message.join("\n") };
     let mut traceback = Vec::new();
     let location = parse_panic_header(header);
@@ -182,7 +185,7 @@ pub fn panic_error(panic_lines: &[String], generated: Option<&str>, cell: &str) 
         }
         _ => traceback.push("panicked:".to_owned()),
     }
-    traceback.extend(message.iter().map(|line| line.to_string()));
+    traceback.extend(details.iter().map(|line| line.to_string()));
     CellError { ename: "panic".to_owned(), evalue, traceback }
 }
 
@@ -261,6 +264,16 @@ mod tests {
             error.traceback,
             vec!["panicked at cell line 2:", "   2 | panic!(\"boom {a}\");", "boom 1"]
         );
+    }
+
+    #[test]
+    fn backtrace_goes_to_the_traceback_not_the_message() {
+        let lines: Vec<String> = ["thread 'main' panicked at src/lib.rs:1:1:", "boom", "stack backtrace:", "   0: f"]
+            .map(str::to_owned)
+            .to_vec();
+        let error = panic_error(&lines, Some("panic!(\"boom\")"), "panic!(\"boom\")");
+        assert_eq!(error.evalue, "boom");
+        assert_eq!(error.traceback.last().unwrap(), "   0: f");
     }
 
     #[test]

@@ -66,21 +66,25 @@ pub fn run_preload(
     let run = |context: &mut CommandContext, code: &str| {
         context.execute(code).map(drop).map_err(|error| describe_evcxr_error(&error, code))
     };
-    // Resolve against the local registry cache: the preload must work without network.
-    run(context, ":offline 1")?;
     for (step, code) in locations.preload_cells() {
         let started = Instant::now();
         progress(format!("tunebook: {step}..."));
         run(context, &code)?;
         progress(format!("tunebook: {step}: done in {:.1} s", started.elapsed().as_secs_f64()));
     }
-    run(context, ":offline 0")?;
-    // rust-analyzer loads the library's crate graph lazily, at the first `let`; do it now.
     let started = Instant::now();
     progress("tunebook: indexing the library for completions and type inference...".to_owned());
-    run(context, "{ let tunebook_kernel_warmup = 0u8; let _ = tunebook_kernel_warmup; }")?;
+    warm_analysis(context);
     progress(format!("tunebook: indexed in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(())
+}
+
+/// rust-analyzer loads std's (and the preloaded library's) definitions lazily, which would
+/// make the first cell with a `let` take seconds; a completion request loads them now
+/// without defining anything in the notebook.
+pub fn warm_analysis(context: &mut CommandContext) {
+    let code = "let tunebook_kernel_warmup = 0u8;\ntunebook_kernel_warmup.";
+    let _ = context.completions(code, code.len());
 }
 
 fn describe_evcxr_error(error: &evcxr::Error, code: &str) -> String {
@@ -133,6 +137,8 @@ impl Engine {
         let started = Instant::now();
         let ticker = spawn_preload_ticker(Arc::clone(&shared), started);
         let progress = |line: String| shared.preload.lock().unwrap().progress(&shared, line);
+        // A library that cannot be found is reported in the first cell, like a failed build.
+        let library_missing = config.preload.is_err();
         let preload = match config.preload {
             Ok(locations) if preload_enabled() => Some(locations),
             Ok(_) => {
@@ -164,6 +170,9 @@ impl Engine {
             }
         }
 
+        if let Err(error) = crate::relay::build_flush_helper(&config.work_dir) {
+            crate::log(&format!("stdout flush helper unavailable, a cell's last unterminated line shows late: {error}"));
+        }
         let mut engine = Engine { shared: Arc::clone(&shared), context: Err(String::new()), forwarder: None, execution_count: 0 };
         engine.context = cell_process_command(&config.cell_env)
             .map_err(|error| error.to_string())
@@ -198,7 +207,8 @@ impl Engine {
             }
             (Ok(context), None) => {
                 *shared.cell_process.lock().unwrap() = Some(context.process_handle());
-                PreloadPhase::Disabled
+                warm_analysis(context);
+                if library_missing { PreloadPhase::Failed } else { PreloadPhase::Disabled }
             }
         };
         shared.preload.lock().unwrap().finish(phase);
@@ -212,9 +222,8 @@ impl Engine {
             self.shared.engine_busy.store(true, Ordering::SeqCst);
             match job {
                 Job::Execute(request) => {
-                    if self.execute(&request) {
-                        self.abort_queued(&jobs);
-                    }
+                    let to_abort = self.execute(&request, &jobs);
+                    self.abort(to_abort);
                 }
                 Job::Complete(request) => self.complete(&request),
                 Job::Inspect(request) => self.inspect(&request),
@@ -223,8 +232,8 @@ impl Engine {
         }
     }
 
-    /// Runs one execute request; returns whether queued executions must be aborted.
-    fn execute(&mut self, request: &Message) -> bool {
+    /// Runs one execute request; returns the requests to abort because it failed.
+    fn execute(&mut self, request: &Message, jobs: &Receiver<Job>) -> Vec<Job> {
         let shared = Arc::clone(&self.shared);
         let parent = request.header.clone();
         let content = &request.content;
@@ -249,7 +258,9 @@ impl Engine {
         }
 
         let outcome = self.run_cell(&code, request, allow_stdin);
-        let failed = outcome.is_err();
+        // Jupyter's stop_on_error: what was queued behind a failed cell ("Run all") is not
+        // run. Taken before the reply goes out, so nothing sent in response to it counts.
+        let to_abort = if outcome.is_err() && stop_on_error { jobs.try_iter().collect() } else { Vec::new() };
         match outcome {
             Ok(data) => {
                 if !silent && !data.is_empty() {
@@ -277,7 +288,7 @@ impl Engine {
             }
         }
         shared.publish_status(&parent, "idle");
-        failed && stop_on_error
+        to_abort
     }
 
     fn run_cell(&mut self, code: &str, request: &Message, allow_stdin: bool) -> Result<Map<String, Value>, CellError> {
@@ -315,12 +326,11 @@ impl Engine {
         classify(result, report, interrupted, code, generated.as_deref())
     }
 
-    /// After a failed cell, queued cells are not run (Jupyter's stop_on_error).
-    fn abort_queued(&mut self, jobs: &Receiver<Job>) {
-        // Requests sent together ("Run all") arrive within moments of each other.
-        loop {
-            match jobs.recv_timeout(Duration::from_millis(10)) {
-                Ok(Job::Execute(request)) => {
+    /// Answers queued executions as aborted; other queued requests are served.
+    fn abort(&mut self, queued: Vec<Job>) {
+        for job in queued {
+            match job {
+                Job::Execute(request) => {
                     let parent = request.header.clone();
                     self.shared.publish_status(&parent, "busy");
                     self.shared.reply(&self.shared.shell, &request, "execute_reply", json!({
@@ -329,9 +339,8 @@ impl Engine {
                     }));
                     self.shared.publish_status(&parent, "idle");
                 }
-                Ok(Job::Complete(request)) => self.complete(&request),
-                Ok(Job::Inspect(request)) => self.inspect(&request),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return,
+                Job::Complete(request) => self.complete(&request),
+                Job::Inspect(request) => self.inspect(&request),
             }
         }
     }

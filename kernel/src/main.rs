@@ -101,12 +101,16 @@ fn prepare_environment(work_dir: &Path, locations: Option<&preload::Locations>) 
     let mut cell_env = vec![
         ("TUNEBOOK_KERNEL".to_owned(), "1".to_owned()),
         (CELL_BACKTRACE_VAR.to_owned(), std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "0".to_owned())),
+        (relay::FLUSH_HELPER_VAR.to_owned(), relay::flush_helper_path(work_dir).display().to_string()),
     ];
-    if let Some(locations) = locations.filter(|l| l.libtorch.is_some()) {
+    let libtorch = locations.and_then(|l| Some((l.libtorch.clone()?, l.libtorch_lib()?)));
+    if let Some((root, lib)) = libtorch {
+        // The library's build needs it; the repo's .cargo/config.toml does not apply to
+        // evcxr's build directory.
         if std::env::var_os("LIBTORCH").is_none() {
-            std::env::set_var("LIBTORCH", locations.libtorch.as_ref().unwrap());
+            std::env::set_var("LIBTORCH", root);
         }
-        let lib = locations.libtorch_lib().unwrap().display().to_string();
+        let lib = lib.display().to_string();
         let path = match std::env::var("LD_LIBRARY_PATH") {
             Ok(existing) if !existing.is_empty() => format!("{lib}:{existing}"),
             _ => lib,
@@ -156,12 +160,12 @@ fn warm() -> Result<()> {
     let started = Instant::now();
     let locations = preload::Locations::discover().map_err(anyhow::Error::msg)?;
     let template = locations.template_dir();
-    if template.exists() {
-        std::fs::remove_dir_all(&template).with_context(|| format!("clearing {}", template.display()))?;
-    }
+    // Rebuilt in place: cargo then only recompiles what changed since the last warm.
+    locations.mark_template_stale()?;
     std::fs::create_dir_all(&template).with_context(|| format!("creating {}", template.display()))?;
     let cell_env = prepare_environment(&template, Some(&locations));
     println!("tunebook-kernel warm: building into {}", template.display());
+    relay::build_flush_helper(&template).map_err(anyhow::Error::msg)?;
     let command = engine::cell_process_command(&cell_env)?;
     let (eval_context, outputs) = evcxr::EvalContext::with_subprocess_command(command)
         .map_err(|error| anyhow::anyhow!("starting evcxr: {error}"))?;

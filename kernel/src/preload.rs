@@ -51,9 +51,10 @@ impl Locations {
             ));
         }
         let repo = lib_dir.parent().unwrap_or(&lib_dir).to_path_buf();
-        let cache_dir = std::env::var_os("TUNEBOOK_KERNEL_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join("target").join("tunebook-kernel"));
+        let cache_dir = match std::env::var_os("TUNEBOOK_KERNEL_CACHE") {
+            Some(dir) => PathBuf::from(dir),
+            None => default_cache_dir(&lib_dir)?,
+        };
         let libtorch = std::env::var_os("LIBTORCH")
             .map(PathBuf::from)
             .map(|dir| if dir.is_relative() { repo.join(dir) } else { dir })
@@ -126,9 +127,31 @@ impl Locations {
             .is_ok_and(|stamp| stamp == self.stamp())
     }
 
+    /// Kernels starting while the template is being rebuilt must not copy it.
+    pub fn mark_template_stale(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(self.template_dir().join(STAMP_FILE)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
     pub fn mark_template_current(&self) -> std::io::Result<()> {
         std::fs::write(self.template_dir().join(STAMP_FILE), self.stamp())
     }
+}
+
+/// `~/.cache/tunebook-kernel/<library path hash>`. Outside the repository on purpose: evcxr's
+/// build directory has no `[workspace]` table, so inside the repo cargo would take it for an
+/// undeclared member of the repo's workspace and refuse to build it.
+fn default_cache_dir(lib_dir: &Path) -> Result<PathBuf, String> {
+    use sha2::Digest;
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set; set TUNEBOOK_KERNEL_CACHE")?)
+            .join(".cache"),
+    };
+    let digest = sha2::Sha256::digest(lib_dir.as_os_str().as_encoded_bytes());
+    Ok(base.join("tunebook-kernel").join(&hex::encode(digest)[..16]))
 }
 
 /// Whether the library exposes `tunebook::prelude`.

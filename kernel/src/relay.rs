@@ -9,14 +9,17 @@
 //!   marker in front of them so the kernel can reply with an error.
 
 use crate::display::{FAILED_MARKER, PANICKED_MARKER};
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 const EVCXR_PANIC: &str = "EVCXR_PANIC_NOTIFICATION";
 const EVCXR_USER_ERROR: &str = "EVCXR_ERROR_OCCURRED";
 /// Lines that must start at column 0 to be understood by evcxr or by the kernel.
 const LINE_START_MARKERS: [&str; 7] = [
-    "EVCXR_EXECUTION_COMPLETE",
+    EXECUTION_COMPLETE,
     EVCXR_PANIC,
     EVCXR_USER_ERROR,
     "EVCXR_BEGIN_CONTENT ",
@@ -57,6 +60,54 @@ fn push_with_markers(out: &mut Vec<String>, line: &str) {
     out.push(line.to_owned());
 }
 
+/// Names the flush helper library in the cell process's environment.
+pub const FLUSH_HELPER_VAR: &str = "TUNEBOOK_STDOUT_FLUSH_HELPER";
+const FLUSH_SYMBOL: &str = "tunebook_flush_stdout";
+const EXECUTION_COMPLETE: &str = "EVCXR_EXECUTION_COMPLETE";
+
+/// Cells link Rust's std dynamically, evcxr's runtime (this binary) statically: a cell that
+/// ends with `print!` without a newline leaves its text in the shared library's stdout
+/// buffer, where it would surface in a later cell. This helper, compiled against the same
+/// libstd as the cells, flushes that buffer; the relay calls it when a cell completes.
+pub fn build_flush_helper(dir: &Path) -> Result<(), String> {
+    let source = dir.join("tunebook_stdout_flush.rs");
+    let library = flush_helper_path(dir);
+    std::fs::write(
+        &source,
+        format!("#[no_mangle]\npub extern \"C\" fn {FLUSH_SYMBOL}() {{\n    use std::io::Write;\n    let _ = std::io::stdout().flush();\n}}\n"),
+    )
+    .map_err(|error| format!("writing {}: {error}", source.display()))?;
+    let output = std::process::Command::new("rustc")
+        .args(["--crate-type", "cdylib", "-C", "prefer-dynamic", "-C", "rpath", "-C", "opt-level=1", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .output()
+        .map_err(|error| format!("running rustc: {error}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(())
+}
+
+pub fn flush_helper_path(dir: &Path) -> PathBuf {
+    dir.join("libtunebook_stdout_flush.so")
+}
+
+fn load_flush_helper() -> Option<unsafe extern "C" fn()> {
+    let path = CString::new(std::env::var_os(FLUSH_HELPER_VAR)?.as_bytes()).ok()?;
+    let symbol = CString::new(FLUSH_SYMBOL).ok()?;
+    // SAFETY: the library is the helper built by build_flush_helper; its only symbol of
+    // interest has exactly this signature.
+    unsafe {
+        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return None;
+        }
+        let function = libc::dlsym(handle, symbol.as_ptr());
+        (!function.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn()>(function))
+    }
+}
+
 /// Redirects fd 1 through the relay. Called once, first thing, in the cell process.
 pub fn install() -> std::io::Result<()> {
     let mut fds = [0; 2];
@@ -72,30 +123,84 @@ pub fn install() -> std::io::Result<()> {
         libc::close(fds[1]);
         (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(real_stdout))
     };
+    let flush_cells_stdout = load_flush_helper();
     std::thread::Builder::new().name("stdout-relay".to_owned()).spawn(move || {
-        let mut reader = BufReader::new(std::fs::File::from(read_end));
-        let mut writer = std::io::BufWriter::new(std::fs::File::from(real_stdout));
-        let mut raw = Vec::new();
-        loop {
-            raw.clear();
-            match reader.read_until(b'\n', &mut raw) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let text = String::from_utf8_lossy(&raw);
-            let line = text.strip_suffix('\n').unwrap_or(&text);
-            for piece in relay_line(line) {
-                if writer.write_all(piece.as_bytes()).and_then(|_| writer.write_all(b"\n")).is_err() {
-                    return;
-                }
-            }
-            // Live output: flush whenever the cell has nothing more queued for us.
-            if reader.buffer().is_empty() && writer.flush().is_err() {
-                return;
-            }
-        }
+        let mut relay = Relay {
+            input: std::fs::File::from(read_end),
+            output: std::io::BufWriter::new(std::fs::File::from(real_stdout)),
+            pending: Vec::new(),
+            flush_cells_stdout,
+        };
+        let _ = relay.run();
     })?;
     Ok(())
+}
+
+struct Relay {
+    input: std::fs::File,
+    output: std::io::BufWriter<std::fs::File>,
+    /// Bytes read but not yet forwarded: an unfinished line.
+    pending: Vec<u8>,
+    flush_cells_stdout: Option<unsafe extern "C" fn()>,
+}
+
+impl Relay {
+    fn run(&mut self) -> std::io::Result<()> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let read = self.input.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(());
+            }
+            self.pending.extend_from_slice(&chunk[..read]);
+            while let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                self.forward(&String::from_utf8_lossy(&line[..end]))?;
+            }
+            self.output.flush()?;
+        }
+    }
+
+    fn forward(&mut self, line: &str) -> std::io::Result<()> {
+        for piece in relay_line(line) {
+            if piece == EXECUTION_COMPLETE {
+                self.forward_late_output()?;
+            }
+            self.output.write_all(piece.as_bytes())?;
+            self.output.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// What the finished cell left in its stdout buffer goes out before the completion.
+    fn forward_late_output(&mut self) -> std::io::Result<()> {
+        let Some(flush) = self.flush_cells_stdout else {
+            return Ok(());
+        };
+        // SAFETY: flushing std's stdout from the helper; no arguments, no return value.
+        unsafe { flush() };
+        let mut late = std::mem::take(&mut self.pending);
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut poll = libc::pollfd { fd: self.input.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on our own pipe fd with a zero timeout.
+        while unsafe { libc::poll(&mut poll, 1, 0) } > 0 && poll.revents & libc::POLLIN != 0 {
+            let read = self.input.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            late.extend_from_slice(&chunk[..read]);
+        }
+        if late.is_empty() {
+            return Ok(());
+        }
+        for line in String::from_utf8_lossy(&late).lines() {
+            for piece in relay_line(line) {
+                self.output.write_all(piece.as_bytes())?;
+                self.output.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

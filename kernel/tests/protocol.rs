@@ -40,6 +40,12 @@ fn interrupt_running_cell() {
     run_scenario("interrupt");
 }
 
+/// A cell reading a line (evcxr_input) sends input_request on stdin and gets the reply.
+#[test]
+fn input_request_on_stdin() {
+    run_scenario("stdin");
+}
+
 /// shutdown_request: reply, exit status 0, build directory removed.
 #[test]
 fn shutdown_cleans_up() {
@@ -52,4 +58,13 @@ fn shutdown_cleans_up() {
 #[test]
 fn preload_stand_in_library() {
     run_scenario("preload");
+}
+
+/// The real tunebook library (libtorch, polars, tokenizers) through the kernel's preload.
+/// Ignored by default: a cold build of the dependencies takes well over 5 minutes; after
+/// `tunebook-kernel warm` the preload copies the prebuilt template and takes seconds.
+#[test]
+#[ignore]
+fn preload_real_tunebook() {
+    run_scenario("real");
 }

@@ -12,6 +12,8 @@ use tch::{Kind, Tensor};
 #[serde(default)]
 pub struct GenerationConfig {
     pub max_new_tokens: usize,
+    /// End-of-sequence tokens are suppressed until this many tokens are generated.
+    pub min_new_tokens: usize,
     /// 0 means greedy decoding.
     pub temperature: f64,
     /// Keep only the k most likely tokens (0 = off).
@@ -28,13 +30,17 @@ pub struct GenerationConfig {
 
 impl Default for GenerationConfig {
     fn default() -> Self {
-        GenerationConfig { max_new_tokens: 64, temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, stop: Vec::new(), seed: None }
+        GenerationConfig { max_new_tokens: 64, min_new_tokens: 0, temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, stop: Vec::new(), seed: None }
     }
 }
 
 impl GenerationConfig {
     pub fn max_new_tokens(mut self, n: usize) -> Self {
         self.max_new_tokens = n;
+        self
+    }
+    pub fn min_new_tokens(mut self, n: usize) -> Self {
+        self.min_new_tokens = n;
         self
     }
     pub fn temperature(mut self, t: f64) -> Self {
@@ -119,6 +125,22 @@ impl Model {
 
     /// Generation from token ids; returns the decoded continuations.
     pub fn generate_ids(&self, prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<Vec<String>> {
+        let tok = self.tokenizer()?;
+        self.generate_tokens(prompts, config)?
+            .iter()
+            .map(|ids| {
+                let text = tok.decode(ids, true)?;
+                Ok(match stop_position(&text, &config.stop) {
+                    Some(cut) => text[..cut].to_string(),
+                    None => text,
+                })
+            })
+            .collect()
+    }
+
+    /// Generation from token ids; returns the new token ids of each prompt (without the
+    /// end-of-sequence token).
+    pub fn generate_tokens(&self, prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
         config.validate()?;
         if self.task != Task::CausalLm {
             return Err(Error::InvalidArgument(format!("generation needs a causal LM head; this model is loaded for {:?}", self.task)));
@@ -139,8 +161,13 @@ impl Model {
         let mut logits = self.forward_with(&ids, Some(&mask), None, Some(&mut cache)).select(1, -1);
         let mut generated: Vec<Vec<u32>> = vec![Vec::new(); batch];
         let mut done = vec![false; batch];
-        for _ in 0..config.max_new_tokens {
-            let next = pick_next(&logits.to_kind(Kind::Float), &seen, config);
+        for step_index in 0..config.max_new_tokens {
+            let mut logits_f = logits.to_kind(Kind::Float);
+            if step_index < config.min_new_tokens && !eos.is_empty() {
+                let eos_ids = Tensor::from_slice(&eos).to_device(logits_f.device());
+                logits_f = logits_f.index_fill(1, &eos_ids, f64::NEG_INFINITY);
+            }
+            let next = pick_next(&logits_f, &seen, config);
             let next_ids: Vec<i64> = Vec::<i64>::try_from(&next)?;
             for (i, &t) in next_ids.iter().enumerate() {
                 if done[i] {
@@ -163,16 +190,7 @@ impl Model {
             mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
             logits = self.forward_with(&step, Some(&mask), None, Some(&mut cache)).select(1, -1);
         }
-        generated
-            .iter()
-            .map(|ids| {
-                let text = tok.decode(ids, true)?;
-                Ok(match stop_position(&text, &config.stop) {
-                    Some(cut) => text[..cut].to_string(),
-                    None => text,
-                })
-            })
-            .collect()
+        Ok(generated)
     }
 
     /// Mean per-token negative log-likelihood and perplexity of `text`, computed as

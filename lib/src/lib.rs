@@ -12,7 +12,9 @@ pub mod gguf;
 pub mod loss;
 pub mod models;
 pub mod nn;
+pub mod peft;
 pub mod tokenizer;
+pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};

@@ -140,10 +140,13 @@ impl Table {
 
     /// Rows in the table, including skipped ones.
     pub fn row_count(&self) -> usize {
-        self.rows.iter().map(|row| match row {
-            Row::Cells(_) => 1,
-            Row::Skipped(count) => *count,
-        }).sum()
+        self.rows
+            .iter()
+            .map(|row| match row {
+                Row::Cells(_) => 1,
+                Row::Skipped(count) => *count,
+            })
+            .sum()
     }
 
     /// Columns shown: the header's, or more when a row is longer.
@@ -250,7 +253,9 @@ impl Table {
         let mut gaps = Vec::new();
         lines.push(std::iter::once(String::new()).chain((0..width).map(|c| cell(self.column_header(c).0))).collect());
         if self.columns.iter().any(|column| !column.dtype.is_empty()) {
-            lines.push(std::iter::once(String::new()).chain((0..width).map(|c| cell(self.column_header(c).1))).collect());
+            lines.push(
+                std::iter::once(String::new()).chain((0..width).map(|c| cell(self.column_header(c).1))).collect(),
+            );
         }
         for row in &visible {
             match row {
@@ -309,9 +314,9 @@ fn align_class(dtype: &str) -> &'static str {
 /// `i64`, `u8`, `f32`, `int`, `float64`, `Int64`, … (Rust, polars, numpy and pandas spellings).
 fn is_numeric_type(dtype: &str) -> bool {
     let lower = dtype.to_ascii_lowercase();
-    ["int", "uint", "float", "i", "u", "f"].iter().any(|prefix| {
-        lower.strip_prefix(prefix).is_some_and(|bits| bits.chars().all(|c| c.is_ascii_digit()))
-    })
+    ["int", "uint", "float", "i", "u", "f"]
+        .iter()
+        .any(|prefix| lower.strip_prefix(prefix).is_some_and(|bits| bits.chars().all(|c| c.is_ascii_digit())))
 }
 
 /// Theme-aware: JupyterLab variables with neutral fallbacks, translucent greys instead of

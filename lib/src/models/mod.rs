@@ -18,7 +18,7 @@ mod source;
 pub use heads::{Head, Task};
 pub use loader::LoadOptions;
 pub use model::{Model, ModelInfo};
-pub use source::{shipped_models, ModelSource};
+pub use source::{shipped_models, site_packages, venv_dir, ModelSource};
 
 use crate::nn::{KvCache, Module};
 use crate::{Error, Result};

@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod data_commands;
 mod model_commands;
 
 #[derive(Parser)]
@@ -19,6 +20,9 @@ enum Command {
     Generate(model_commands::GenerateArgs),
     /// Mean per-token negative log-likelihood and perplexity of a text.
     Score(model_commands::ScoreArgs),
+    /// Datasets: load, validate, clean, split and count tokens.
+    #[command(subcommand)]
+    Data(data_commands::DataCommand),
 }
 
 fn main() -> Result<()> {
@@ -26,5 +30,6 @@ fn main() -> Result<()> {
         Command::Info(args) => model_commands::info(args),
         Command::Generate(args) => model_commands::generate(args),
         Command::Score(args) => model_commands::score(args),
+        Command::Data(command) => data_commands::run(command),
     }
 }

@@ -86,6 +86,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     let model = args.model.load()?;
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
+        min_new_tokens: 0,
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,

@@ -4,7 +4,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{draw_axes, draw_header, finite_range, fit_text, format_value, text_style, text_width, Axes, Chart, DrawResult, Frame, Number, Ticks, PALETTE, TICK_SIZE};
+use super::{
+    draw_axes, draw_header, finite_range, fit_text, format_value, text_style, text_width, Axes, Chart, DrawResult,
+    Frame, Number, Ticks, PALETTE, TICK_SIZE,
+};
 
 /// One bar per category with its value written on it, e.g. how many examples carry each
 /// label. Long or crowded category names are cut and turned vertical.
@@ -81,7 +84,14 @@ impl Chart for BarChart {
         let hi = if hi == lo { lo + 1.0 } else { hi };
         // Headroom for the values written above (or below) the bars.
         let y = lo - (hi - lo) * if lo < 0.0 { 0.1 } else { 0.0 }..hi + (hi - lo) * 0.1;
-        let axes = Axes { x: -0.5..count as f64 - 0.5, y: y.clone(), x_ticks: Ticks::Hidden, y_ticks: Ticks::Linear, x_label_space: label_space, x_grid: false };
+        let axes = Axes {
+            x: -0.5..count as f64 - 0.5,
+            y: y.clone(),
+            x_ticks: Ticks::Hidden,
+            y_ticks: Ticks::Linear,
+            x_label_space: label_space,
+            x_grid: false,
+        };
         let mut plot = draw_axes(&area, &self.frame, &axes)?;
 
         let color = PALETTE[0];
@@ -95,7 +105,8 @@ impl Chart for BarChart {
             let text = format_value(*value);
             if text_width(&area, &text, &value_style) <= slot {
                 let (dy, v_pos) = if *value >= 0.0 { (-3, VPos::Bottom) } else { (3, VPos::Top) };
-                let element = EmptyElement::at((i as f64, *value)) + Text::new(text, (0, dy), value_style.pos(Pos::new(HPos::Center, v_pos)));
+                let element = EmptyElement::at((i as f64, *value))
+                    + Text::new(text, (0, dy), value_style.pos(Pos::new(HPos::Center, v_pos)));
                 plot.plotting_area().draw(&element)?;
             }
         }

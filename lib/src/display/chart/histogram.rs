@@ -4,7 +4,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{draw_axes, draw_header, draw_no_data, finite_range, padded, series_color, text_style, Axes, Chart, DrawResult, Frame, LegendEntry, Number, Swatch, Ticks, FOREGROUND, LEGEND_SIZE};
+use super::{
+    draw_axes, draw_header, draw_no_data, finite_range, padded, series_color, text_style, Axes, Chart, DrawResult,
+    Frame, LegendEntry, Number, Swatch, Ticks, FOREGROUND, LEGEND_SIZE,
+};
 use crate::display::progress::format_metric;
 
 /// One or more overlaid distributions over shared bins, e.g. token lengths per split, with
@@ -129,7 +132,11 @@ impl Chart for Histogram {
             .series
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| LegendEntry { name: name.clone(), color: series_color(i, count), swatch: Swatch::Box })
+            .map(|(i, (name, _))| LegendEntry {
+                name: name.clone(),
+                color: series_color(i, count),
+                swatch: Swatch::Box,
+            })
             .collect();
         let area = draw_header(root, &self.frame.title, &legend)?;
         let bins = self.layout();
@@ -141,7 +148,8 @@ impl Chart for Histogram {
         let x = finite_range(bin_edges.chain(marker_xs)).map_or(0.0..1.0, |(lo, hi)| padded(lo, hi, 0.02));
         // Headroom above the tallest bar for marker labels.
         let y = 0.0..(tallest.max(1) as f64 * 1.12);
-        let axes = Axes { x, y: y.clone(), x_ticks: Ticks::Linear, y_ticks: Ticks::Linear, x_label_space: 0, x_grid: false };
+        let axes =
+            Axes { x, y: y.clone(), x_ticks: Ticks::Linear, y_ticks: Ticks::Linear, x_label_space: 0, x_grid: false };
         let mut plot = draw_axes(&area, &self.frame, &axes)?;
 
         if let Some(bins) = bins {
@@ -161,13 +169,19 @@ impl Chart for Histogram {
         let plot_width = plot.plotting_area().dim_in_pixel().0 as i32;
         let (plot_left, _) = plot.backend_coord(&(axes.x.start, y.end));
         for (index, (marker, label)) in self.markers.iter().enumerate().filter(|(_, (x, _))| x.is_finite()) {
-            plot.draw_series(DashedLineSeries::new([(*marker, 0.0), (*marker, y.end)], 6, 4, FOREGROUND.stroke_width(2)))?;
+            plot.draw_series(DashedLineSeries::new(
+                [(*marker, 0.0), (*marker, y.end)],
+                6,
+                4,
+                FOREGROUND.stroke_width(2),
+            ))?;
             // Labels go right of the line unless that runs past the plot; several stack down.
             let (line_x, _) = plot.backend_coord(&(*marker, y.end));
             let on_right_half = line_x - plot_left > plot_width * 2 / 3;
             let (dx, h_pos) = if on_right_half { (-6, HPos::Right) } else { (6, HPos::Left) };
             let style = text_style(LEGEND_SIZE).pos(Pos::new(h_pos, VPos::Top));
-            let label_element = EmptyElement::at((*marker, y.end)) + Text::new(label.clone(), (dx, 4 + 18 * index as i32), style);
+            let label_element =
+                EmptyElement::at((*marker, y.end)) + Text::new(label.clone(), (dx, 4 + 18 * index as i32), style);
             plot.plotting_area().draw(&label_element)?;
         }
         Ok(())
@@ -184,7 +198,12 @@ impl Chart for Histogram {
             text.push_str(&format!("\n  {name}: {} values", values.len()));
             if let Some((lo, hi)) = finite_range(finite.iter().copied()) {
                 let mean = finite.iter().sum::<f64>() / finite.len() as f64;
-                text.push_str(&format!(", min {}, mean {}, max {}", format_metric(lo), format_metric(mean), format_metric(hi)));
+                text.push_str(&format!(
+                    ", min {}, mean {}, max {}",
+                    format_metric(lo),
+                    format_metric(mean),
+                    format_metric(hi)
+                ));
             }
             if finite.len() < values.len() {
                 text.push_str(&format!(", {} non-finite left out", values.len() - finite.len()));

@@ -3,7 +3,10 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{draw_axes, draw_header, draw_no_data, finite_range, padded, series_color, Axes, Chart, DrawResult, Frame, LegendEntry, Number, Swatch, Ticks};
+use super::{
+    draw_axes, draw_header, draw_no_data, finite_range, padded, series_color, Axes, Chart, DrawResult, Frame,
+    LegendEntry, Number, Swatch, Ticks,
+};
 use crate::display::progress::format_metric;
 
 /// Named series of `(x, y)` points drawn as lines, e.g. train and eval loss per step, or one
@@ -38,8 +41,10 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
-/// Series with at most this many points get a dot per point.
+/// Series with at most this many points get a dot per point, unless there are so many series
+/// (a sweep) that dots would clutter.
 const DOTS_UP_TO: usize = 40;
+const DOTS_UP_TO_SERIES: usize = 6;
 /// Longer series are thinned to about this many points (keeping each stretch's extremes), so
 /// that a live chart of a long run stays fast to send and draw.
 const MAX_DRAWN_POINTS: usize = 2000;
@@ -50,7 +55,11 @@ impl LineChart {
     }
 
     /// Adds points to the series called `name`, creating it (with the next colour) if needed.
-    pub fn series<X: Number, Y: Number>(mut self, name: impl Into<String>, points: impl IntoIterator<Item = (X, Y)>) -> Self {
+    pub fn series<X: Number, Y: Number>(
+        mut self,
+        name: impl Into<String>,
+        points: impl IntoIterator<Item = (X, Y)>,
+    ) -> Self {
         let name = name.into();
         let index = self.series_index(&name);
         self.series[index].points.extend(points.into_iter().map(|(x, y)| (x.to_f64(), y.to_f64())));
@@ -164,7 +173,11 @@ impl Chart for LineChart {
             .series
             .iter()
             .enumerate()
-            .map(|(i, series)| LegendEntry { name: series.name.clone(), color: series_color(i, count), swatch: Swatch::Line })
+            .map(|(i, series)| LegendEntry {
+                name: series.name.clone(),
+                color: series_color(i, count),
+                swatch: Swatch::Line,
+            })
             .collect();
         let area = draw_header(root, &self.frame.title, &legend)?;
 
@@ -190,7 +203,7 @@ impl Chart for LineChart {
             for segment in series_segments {
                 plot.draw_series(LineSeries::new(thin(segment, MAX_DRAWN_POINTS), color.stroke_width(2)))?;
             }
-            if points <= DOTS_UP_TO {
+            if points <= DOTS_UP_TO && count <= DOTS_UP_TO_SERIES {
                 plot.draw_series(series_segments.iter().flatten().map(|p| Circle::new(*p, 3, color.filled())))?;
             }
         }
@@ -204,11 +217,17 @@ impl Chart for LineChart {
         }
         text.push(')');
         for series in &self.series {
-            let drawable: Vec<(f64, f64)> = series.points.iter().filter_map(|p| self.to_axis_space(*p).map(|_| *p)).collect();
+            let drawable: Vec<(f64, f64)> =
+                series.points.iter().filter_map(|p| self.to_axis_space(*p).map(|_| *p)).collect();
             text.push_str(&format!("\n  {}: {} points", series.name, series.points.len()));
             if let Some((x, y)) = drawable.last() {
                 let lowest = drawable.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-                text.push_str(&format!(", last ({}, {}), min y {}", format_metric(*x), format_metric(*y), format_metric(lowest)));
+                text.push_str(&format!(
+                    ", last ({}, {}), min y {}",
+                    format_metric(*x),
+                    format_metric(*y),
+                    format_metric(lowest)
+                ));
             }
             let skipped = series.points.len() - drawable.len();
             if skipped > 0 {

@@ -56,7 +56,8 @@ fn series_color(index: usize, count: usize) -> RGBColor {
     if count <= PALETTE.len() {
         return PALETTE[index % PALETTE.len()];
     }
-    let hue = index as f64 / count as f64;
+    // Stop short of the full circle so that the last hue is not the first one again.
+    let hue = 0.85 * index as f64 / (count - 1) as f64;
     let (r, g, b) = HSLColor(hue, 0.7, 0.55).rgb();
     RGBColor(r, g, b)
 }
@@ -225,7 +226,7 @@ fn render_png<C: Chart>(chart: &C) -> Result<Vec<u8>> {
     for (black, white) in on_black.chunks_exact(3).zip(on_white.chunks_exact(3)) {
         let coverage: u32 = (0..3).map(|c| 255 - (white[c] as u32).saturating_sub(black[c] as u32)).sum::<u32>() / 3;
         for channel in black {
-            let color = if coverage == 0 { 0 } else { (*channel as u32 * 255 / coverage).min(255) };
+            let color = (*channel as u32 * 255).checked_div(coverage).unwrap_or(0).min(255);
             rgba.push(color as u8);
         }
         rgba.push(coverage as u8);
@@ -266,17 +267,23 @@ fn bold_text_style(size: f64) -> TextStyle<'static> {
     TextStyle::from(FontDesc::new(FontFamily::Name(FONT), size, FontStyle::Bold)).color(&FOREGROUND)
 }
 
-const TITLE_SIZE: f64 = 20.0;
-const LABEL_SIZE: f64 = 16.0;
-const TICK_SIZE: f64 = 13.0;
-const LEGEND_SIZE: f64 = 14.0;
+// plotters sizes; SVG text comes out at size / 1.24 px.
+const TITLE_SIZE: f64 = 22.0;
+const LABEL_SIZE: f64 = 17.0;
+const TICK_SIZE: f64 = 15.0;
+const LEGEND_SIZE: f64 = 16.0;
 
 fn text_width<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, style: &TextStyle) -> u32 {
     area.estimate_text_size(text, style).map_or(text.chars().count() as u32 * 8, |(width, _)| width)
 }
 
 /// Cuts `text` with `…` until it is at most `max_width` pixels wide.
-fn fit_text<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, style: &TextStyle, max_width: u32) -> String {
+fn fit_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    style: &TextStyle,
+    max_width: u32,
+) -> String {
     if text_width(area, text, style) <= max_width {
         return text.to_owned();
     }
@@ -317,7 +324,8 @@ fn draw_header<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let area = if title.is_empty() { root.margin(8, 0, 0, 0) } else { root.titled(title, bold_text_style(TITLE_SIZE))? };
+    let area =
+        if title.is_empty() { root.margin(8, 0, 0, 0) } else { root.titled(title, bold_text_style(TITLE_SIZE))? };
     if legend.is_empty() {
         return Ok(area);
     }
@@ -419,7 +427,11 @@ struct Axes {
 }
 
 /// Builds the plot with axes, grid and axis descriptions in the theme-neutral style.
-fn draw_axes<'a, DB: DrawingBackend>(area: &'a DrawingArea<DB, Shift>, frame: &Frame, axes: &Axes) -> DrawResult<Plot<'a, DB>>
+fn draw_axes<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    frame: &Frame,
+    axes: &Axes,
+) -> DrawResult<Plot<'a, DB>>
 where
     DB::ErrorType: 'static,
 {
@@ -429,9 +441,9 @@ where
         .map(|value| text_width(area, &axes.y_ticks.label(*value), &tick_style))
         .max()
         .unwrap_or(0)
-        + 10;
-    let y_desc_space = if frame.y_label.is_empty() { 0 } else { 26 };
-    let x_desc_space = if frame.x_label.is_empty() { 0 } else { 26 };
+        + 4;
+    let y_desc_space = if frame.y_label.is_empty() { 0 } else { 24 };
+    let x_desc_space = if frame.x_label.is_empty() { 0 } else { 24 };
     let mut plot = ChartBuilder::on(area)
         .margin_top(8)
         .margin_right(24)
@@ -469,7 +481,11 @@ where
     let x = plot.x_range();
     let y = plot.y_range();
     let center = ((x.start + x.end) / 2.0, (y.start + y.end) / 2.0);
-    plot.plotting_area().draw(&Text::new("no data", center, text_style(LABEL_SIZE).pos(Pos::new(HPos::Center, VPos::Center))))?;
+    plot.plotting_area().draw(&Text::new(
+        "no data",
+        center,
+        text_style(LABEL_SIZE).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
     Ok(())
 }
 
@@ -518,7 +534,10 @@ fn format_value(value: f64) -> String {
 
 /// `[lo, hi]` of finite values, widened when degenerate so that a range always has extent.
 fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
-    let (lo, hi) = values.into_iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     (lo <= hi).then_some((lo, hi))
 }
 
