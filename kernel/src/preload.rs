@@ -28,10 +28,15 @@ pub struct Locations {
 }
 
 impl Locations {
-    /// `TUNEBOOK_LIB_DIR`, else `<repo>/lib` for a kernel at `<repo>/target/<profile>/`.
+    /// `TUNEBOOK_LIB_DIR`, else the `lib/` next to the kernel's source, else `<repo>/lib` for a
+    /// kernel at `<repo>/target/<profile>/`.
     pub fn discover() -> Result<Locations, String> {
+        // The source tree the kernel was built from comes first: with CARGO_TARGET_DIR outside
+        // the repo (CI caches), the binary's own location says nothing about the repo.
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("lib");
         let lib_dir = match std::env::var_os("TUNEBOOK_LIB_DIR") {
             Some(dir) => PathBuf::from(dir),
+            None if built_from.join("Cargo.toml").is_file() => built_from,
             None => {
                 let exe = std::env::current_exe()
                     .map_err(|error| format!("cannot locate the kernel executable: {error}"))?;

@@ -13,8 +13,14 @@ pub mod loss;
 pub mod models;
 pub mod nn;
 pub mod peft;
+pub mod prelude;
 pub mod tokenizer;
 pub mod train;
+
+/// The README's examples compile as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
 
 pub use device::Device;
 pub use error::{Error, Result};

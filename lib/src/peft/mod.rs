@@ -16,7 +16,7 @@
 //! let mut model = tunebook::Model::from_pretrained("smollm2-135m-instruct")?;
 //! LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).apply(&mut model)?;
 //! println!("{}", peft::trainable_parameters(&model));
-//! peft::save(&model, "out/adapter")?; // loads in Python `peft`
+//! peft::save(&mut model, "out/adapter")?; // loads in Python `peft`
 //! # Ok::<(), tunebook::Error>(())
 //! ```
 pub mod adapter;
