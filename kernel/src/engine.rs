@@ -247,7 +247,7 @@ impl Engine {
         shared.publish_status(&parent, "busy");
         if store_history {
             self.execution_count += 1;
-            shared.history.lock().unwrap().push((self.execution_count, code.clone()));
+            shared.history.lock().unwrap().push(self.execution_count, code.clone());
         }
         if !silent {
             shared.publish(&parent, "execute_input", json!({"code": code, "execution_count": self.execution_count}));
@@ -261,8 +261,11 @@ impl Engine {
         // Jupyter's stop_on_error: what was queued behind a failed cell ("Run all") is not
         // run. Taken before the reply goes out, so nothing sent in response to it counts.
         let to_abort = if outcome.is_err() && stop_on_error { jobs.try_iter().collect() } else { Vec::new() };
-        match outcome {
+        let reply = match outcome {
             Ok(data) => {
+                if let (true, Some(Value::String(text))) = (store_history, data.get("text/plain")) {
+                    shared.history.lock().unwrap().set_output(self.execution_count, text.clone());
+                }
                 if !silent && !data.is_empty() {
                     shared.publish(
                         &parent,
@@ -270,12 +273,12 @@ impl Engine {
                         json!({"execution_count": self.execution_count, "data": data, "metadata": {}}),
                     );
                 }
-                shared.reply(&shared.shell, request, "execute_reply", json!({
+                json!({
                     "status": "ok",
                     "execution_count": self.execution_count,
                     "user_expressions": {},
                     "payload": [],
-                }));
+                })
             }
             Err(error) => {
                 if !silent {
@@ -284,10 +287,10 @@ impl Engine {
                 let mut reply = error.content();
                 reply["status"] = json!("error");
                 reply["execution_count"] = json!(self.execution_count);
-                shared.reply(&shared.shell, request, "execute_reply", reply);
+                reply
             }
-        }
-        shared.publish_status(&parent, "idle");
+        };
+        self.reply_with_status(request, "execute_reply", reply, false);
         to_abort
     }
 
@@ -331,13 +334,8 @@ impl Engine {
         for job in queued {
             match job {
                 Job::Execute(request) => {
-                    let parent = request.header.clone();
-                    self.shared.publish_status(&parent, "busy");
-                    self.shared.reply(&self.shared.shell, &request, "execute_reply", json!({
-                        "status": "aborted",
-                        "execution_count": self.execution_count,
-                    }));
-                    self.shared.publish_status(&parent, "idle");
+                    let content = json!({"status": "aborted", "execution_count": self.execution_count});
+                    self.reply_with_status(&request, "execute_reply", content, true);
                 }
                 Job::Complete(request) => self.complete(&request),
                 Job::Inspect(request) => self.inspect(&request),
@@ -370,7 +368,7 @@ impl Engine {
             }
             None => empty_completion(cursor),
         };
-        self.reply_with_status(request, "complete_reply", content);
+        self.reply_with_status(request, "complete_reply", content, true);
     }
 
     fn inspect(&mut self, request: &Message) {
@@ -388,11 +386,17 @@ impl Engine {
             }),
             _ => json!({"status": "ok", "found": false, "data": {}, "metadata": {}}),
         };
-        self.reply_with_status(request, "inspect_reply", content);
+        self.reply_with_status(request, "inspect_reply", content, true);
     }
 
-    fn reply_with_status(&self, request: &Message, msg_type: &str, content: Value) {
-        self.shared.publish_status(&request.header, "busy");
+    /// Sends the reply to `request` and its idle status (and before them busy, unless the
+    /// caller announced it). The engine counts as free from here on: a completion the frontend
+    /// sends once it has the reply must be served, not answered empty as during a running cell.
+    fn reply_with_status(&self, request: &Message, msg_type: &str, content: Value, announce_busy: bool) {
+        if announce_busy {
+            self.shared.publish_status(&request.header, "busy");
+        }
+        self.shared.engine_busy.store(false, Ordering::SeqCst);
         self.shared.reply(&self.shared.shell, request, msg_type, content);
         self.shared.publish_status(&request.header, "idle");
     }

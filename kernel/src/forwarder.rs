@@ -16,6 +16,11 @@ const MAX_STREAM_CHUNK: usize = 64 * 1024;
 const PANIC_MESSAGE_WAIT: Duration = Duration::from_millis(500);
 /// Quiet time after which a panic message is considered complete.
 const PANIC_MESSAGE_QUIET: Duration = Duration::from_millis(30);
+/// How long an empty stderr line is held back in case a panic message follows: Rust starts
+/// those with an empty line, which is part of the panic, not output of its own.
+const BLANK_LINE_HOLD: Duration = Duration::from_millis(50);
+/// How long the output thread waits for lines when nothing is held back.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// What the finished cell printed that matters for its reply.
 #[derive(Default, Debug)]
@@ -35,7 +40,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn spawn(shared: Arc<Shared>, stdout: Receiver<String>, stderr: Receiver<String>) -> Forwarder {
         let (flush_requests, flushes) = crossbeam_channel::unbounded();
-        let mut state = State { shared, stdout, stderr, report: CellReport::default(), capturing_panic: false, stdout_text: String::new(), stderr_text: String::new() };
+        let mut state = State { shared, stdout, stderr, report: CellReport::default(), capturing_panic: false, stdout_text: String::new(), stderr_text: String::new(), held_blank_lines: 0 };
         std::thread::Builder::new()
             .name("cell-output".to_owned())
             .spawn(move || state.run(flushes))
@@ -63,12 +68,15 @@ struct State {
     capturing_panic: bool,
     stdout_text: String,
     stderr_text: String,
+    /// Empty stderr lines not yet forwarded (see [`BLANK_LINE_HOLD`]).
+    held_blank_lines: usize,
 }
 
 impl State {
     fn run(&mut self, flushes: Receiver<Sender<CellReport>>) {
         let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
         loop {
+            let wait = if self.held_blank_lines > 0 { BLANK_LINE_HOLD } else { IDLE_WAIT };
             select! {
                 recv(stdout) -> line => match line {
                     Ok(line) => self.on_stdout(line),
@@ -85,6 +93,10 @@ impl State {
                     }
                     Err(_) => return,
                 },
+                default(wait) => {
+                    self.release_blank_lines();
+                    self.send_text();
+                }
             }
         }
     }
@@ -121,6 +133,7 @@ impl State {
 
     fn on_stderr(&mut self, line: String) {
         if !self.capturing_panic && parse_panic_header(&line).is_some() {
+            self.held_blank_lines = 0;
             self.send_text();
             self.capturing_panic = true;
         }
@@ -128,6 +141,11 @@ impl State {
             self.report.panic_lines.push(line);
             return;
         }
+        if line.is_empty() {
+            self.held_blank_lines += 1;
+            return;
+        }
+        self.release_blank_lines();
         if !line.trim().is_empty() {
             self.report.last_stderr_line = Some(line.clone());
         }
@@ -136,6 +154,11 @@ impl State {
         if self.stderr.is_empty() || self.stderr_text.len() > MAX_STREAM_CHUNK {
             self.send_text();
         }
+    }
+
+    fn release_blank_lines(&mut self) {
+        let held = std::mem::take(&mut self.held_blank_lines);
+        self.stderr_text.extend(std::iter::repeat_n('\n', held));
     }
 
     fn send_text(&mut self) {
@@ -157,6 +180,7 @@ impl State {
         while let Ok(line) = self.stderr.try_recv() {
             self.on_stderr(line);
         }
+        self.release_blank_lines();
         self.send_text();
         self.capturing_panic = false;
         let mut report = std::mem::take(&mut self.report);

@@ -210,7 +210,7 @@ impl Kernel {
             "complete_request" => self.queue(Job::Complete(request)),
             "inspect_request" => self.queue(Job::Inspect(request)),
             "history_request" => {
-                let history = self.history(content);
+                let history = self.shared.history.lock().unwrap().query(content);
                 self.answer(&request, channel, "history_reply", json!({"status": "ok", "history": history}));
             }
             "comm_info_request" => self.answer(&request, channel, "comm_info_reply", json!({"status": "ok", "comms": {}})),
@@ -259,34 +259,6 @@ impl Kernel {
             ],
             "debugger": false,
         })
-    }
-
-    fn history(&self, content: &Value) -> Vec<Value> {
-        let history = self.shared.history.lock().unwrap();
-        let session = 0;
-        let entry = |(count, code): &(u64, String)| json!([session, count, code]);
-        match content["hist_access_type"].as_str().unwrap_or("tail") {
-            "range" => {
-                let start = content["start"].as_u64().unwrap_or(0);
-                let stop = content["stop"].as_u64().unwrap_or(u64::MAX);
-                history.iter().filter(|(count, _)| *count >= start && *count < stop).map(entry).collect()
-            }
-            "search" => {
-                let pattern = content["pattern"].as_str().unwrap_or("*");
-                let needle: Vec<&str> = pattern.split('*').filter(|part| !part.is_empty()).collect();
-                let matches: Vec<Value> = history
-                    .iter()
-                    .filter(|(_, code)| needle.iter().all(|part| code.contains(part)))
-                    .map(entry)
-                    .collect();
-                let n = content["n"].as_u64().map_or(matches.len(), |n| n as usize);
-                matches[matches.len().saturating_sub(n)..].to_vec()
-            }
-            _ => {
-                let n = content["n"].as_u64().map_or(history.len(), |n| n as usize);
-                history[history.len().saturating_sub(n)..].iter().map(entry).collect()
-            }
-        }
     }
 
     /// Stops the cell process and compilers, removes the build directory, exits.

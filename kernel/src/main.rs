@@ -2,9 +2,10 @@
 //! preloaded.
 //!
 //! ```text
-//! tunebook-kernel --connection-file FILE                 run (Jupyter starts it this way)
-//! tunebook-kernel install [--user|--sys-prefix|--prefix P]   write the kernelspec
-//! tunebook-kernel warm                                   prebuild the library for fast starts
+//! tunebook-kernel --connection-file FILE       run (Jupyter starts it this way)
+//! tunebook-kernel install [--user|--sys-prefix|--prefix P] [--no-warm]
+//!                                              write the kernelspec, then `warm`
+//! tunebook-kernel warm                         prebuild the library for fast starts
 //! ```
 
 mod completeness;
@@ -13,6 +14,7 @@ mod diagnostics;
 mod display;
 mod engine;
 mod forwarder;
+mod history;
 mod install;
 mod interrupt;
 mod kernel;
@@ -61,8 +63,19 @@ fn become_cell_process() {
 fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("install") => {
-            let dir = install::install(&install::Target::parse(&args[1..])?)?;
+            let options = install::Options::parse(&args[1..])?;
+            let locations = preload::Locations::discover();
+            if let Err(reason) = &locations {
+                log(&format!("kernelspec without library settings: {reason}"));
+            }
+            let dir = install::install(&options.target, locations.as_ref().ok())?;
             println!("Installed kernelspec {} in {}", install::KERNEL_NAME, dir.display());
+            if options.warm {
+                warm().context(
+                    "the kernelspec is installed, but prebuilding the library failed; the first \
+                     kernel start will build it (minutes). Retry with `tunebook-kernel warm`",
+                )?;
+            }
             Ok(())
         }
         Some("warm") => warm(),
@@ -76,8 +89,8 @@ fn run(args: &[String]) -> Result<()> {
         }
         Some(path) if path.ends_with(".json") => run_kernel(Path::new(path)),
         _ => bail!(
-            "usage:\n  tunebook-kernel --connection-file FILE\n  tunebook-kernel install \
-             [--user | --sys-prefix | --prefix DIR]\n  tunebook-kernel warm"
+            "usage:\n  tunebook-kernel --connection-file FILE\n  {}\n  tunebook-kernel warm",
+            install::USAGE
         ),
     }
 }

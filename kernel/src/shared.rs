@@ -31,7 +31,7 @@ pub struct Shared {
     pub preload: Mutex<PreloadBoard>,
     /// True while the execution thread is doing anything (preload, execute, complete).
     pub engine_busy: AtomicBool,
-    pub history: Mutex<Vec<(u64, String)>>,
+    pub history: Mutex<crate::history::History>,
     pub interrupt: Mutex<InterruptState>,
     /// The evcxr cell process, once the execution context exists.
     pub cell_process: Mutex<Option<Arc<Mutex<std::process::Child>>>>,
@@ -50,7 +50,7 @@ impl Shared {
             route: Mutex::new(OutputRoute::default()),
             preload: Mutex::new(PreloadBoard::default()),
             engine_busy: AtomicBool::new(true),
-            history: Mutex::new(Vec::new()),
+            history: Mutex::new(crate::history::History::default()),
             interrupt: Mutex::new(InterruptState::default()),
             cell_process: Mutex::new(None),
             input_replies: Mutex::new(None),

@@ -14,6 +14,7 @@ pub mod models;
 pub mod nn;
 pub mod peft;
 pub mod prelude;
+pub mod recipe;
 pub mod tokenizer;
 pub mod train;
 
@@ -21,6 +22,9 @@ pub mod train;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
+
+/// The tensor library underneath, for cells and programs that go below tunebook's API.
+pub use tch;
 
 pub use device::Device;
 pub use error::{Error, Result};

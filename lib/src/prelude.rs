@@ -18,4 +18,5 @@ pub use crate::data::{self, BatchOptions, CleanOptions, Dataset, SplitOptions, T
 pub use crate::display::{self, display, BarChart, DisplayHandle, Heatmap, Histogram, LineChart, Table};
 pub use crate::peft::{self, AdapterConfig, FullFineTuning, LoraConfig, PromptTuningConfig, QuantType};
 pub use crate::train::{self, IntervalStrategy, SchedulerType, Sweep, Trainer, TrainingArgs};
+pub use crate::tch::{self, Kind, Tensor};
 pub use crate::{ChatMessage, Device, Error, GenerationConfig, LoadOptions, Model, Task, Tokenizer};

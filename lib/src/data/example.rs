@@ -75,6 +75,30 @@ impl Example {
         }
     }
 
+    /// The first user message of a conversation: what to ask a model to compare its answer
+    /// with [`Example::response`].
+    ///
+    /// ```
+    /// use tunebook::data::Example;
+    /// let ex = Example::pair("What is 2 + 2?", "4");
+    /// assert_eq!((ex.prompt(), ex.response()), (Some("What is 2 + 2?"), Some("4")));
+    /// assert_eq!(Example::text("plain").prompt(), None);
+    /// ```
+    pub fn prompt(&self) -> Option<&str> {
+        match self {
+            Example::Chat(messages) => messages.iter().find(|m| m.role == "user").map(|m| m.content.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The last assistant message of a conversation: the reference answer.
+    pub fn response(&self) -> Option<&str> {
+        match self {
+            Example::Chat(messages) => messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.as_str()),
+            _ => None,
+        }
+    }
+
     /// The texts a model reads (message contents, or the text), without the label.
     pub fn texts(&self) -> Vec<&str> {
         match self {

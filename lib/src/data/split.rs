@@ -93,6 +93,25 @@ impl Dataset {
     /// Splits into train/validation/test. Each group (each class when stratified) is
     /// shuffled with the seed and cut at `round(n × validation)` and
     /// `round(n × test)`; the rest is training data.
+    /// A seeded random subset of `n` examples (all of them when `n` is larger), in their
+    /// original order: a quick experiment on part of a big set.
+    ///
+    /// ```
+    /// use tunebook::data::{Dataset, Example};
+    /// let data = Dataset::from_examples((0..100).map(|i| Example::text(format!("row {i}"))).collect())?;
+    /// let sample = data.sample(10, 7);
+    /// assert_eq!(sample.len(), 10);
+    /// assert_eq!(sample, data.sample(10, 7));
+    /// # Ok::<(), tunebook::Error>(())
+    /// ```
+    pub fn sample(&self, n: usize, seed: u64) -> Dataset {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        SplitMix64::new(seed).shuffle(&mut order);
+        order.truncate(n);
+        order.sort_unstable();
+        self.select(&order, format!("{}/sample", self.name()))
+    }
+
     pub fn split(&self, options: &SplitOptions) -> Result<Splits> {
         options.check()?;
         let groups: Vec<Vec<usize>> = match (self.labels(), options.stratify && self.kind() == DataKind::Classification) {

@@ -18,6 +18,14 @@
 //! display(&chart); // or a second, independent copy
 //! ```
 //!
+//! tunebook's own values show themselves the same way: datasets, cleaning reports, token
+//! statistics, splits, model summaries, trainable parameters, evaluations, classification
+//! reports, training summaries and sweep results are tables; their charts come from
+//! `Dataset::label_chart`, `TokenizedDataset::length_histogram`,
+//! `ClassificationReport::confusion_heatmap`, `TrainSummary::loss_chart` and
+//! `SweepResults::curves`, and [`compare_generations`] puts generations side by side.
+//! In a notebook, `Trainer::train` draws a live loss chart below its progress bar.
+//!
 //! Inside the tunebook kernel (`TUNEBOOK_KERNEL=1`) each display is one stdout line,
 //! `TUNEBOOK_DISPLAY {json}` (see [`DisplayMessage`]); elsewhere the text/plain form is printed.
 //! The public types also have evcxr's `evcxr_display` method, so a table or chart as the last
@@ -27,6 +35,7 @@ mod chart;
 mod html;
 mod progress;
 mod table;
+mod views;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,6 +47,8 @@ use serde::{Deserialize, Serialize};
 pub use chart::{BarChart, Heatmap, Histogram, LineChart, Number};
 pub use progress::ProgressBar;
 pub use table::Table;
+pub use views::compare_generations;
+pub(crate) use views::{bytes, count, figures_table, LossCurves};
 
 /// Prefix of the stdout line that carries one display to the tunebook kernel.
 pub const DISPLAY_PREFIX: &str = "TUNEBOOK_DISPLAY ";
@@ -234,7 +245,27 @@ macro_rules! impl_evcxr_display {
         }
     )*};
 }
-impl_evcxr_display!(MimeBundle, Table, ProgressBar, LineChart, Histogram, BarChart, Heatmap);
+// Types outside this module (e.g. in private modules) invoke it where they are defined.
+pub(crate) use impl_evcxr_display;
+impl_evcxr_display!(
+    MimeBundle,
+    Table,
+    ProgressBar,
+    LineChart,
+    Histogram,
+    BarChart,
+    Heatmap,
+    crate::data::Dataset,
+    crate::data::CleanReport,
+    crate::data::TokenStats,
+    crate::data::TokenizedDataset,
+    crate::data::Splits,
+    crate::peft::TrainableParameters,
+    crate::train::Evaluation,
+    crate::train::ClassificationReport,
+    crate::train::TrainSummary,
+    crate::train::SweepResults,
+);
 
 /// `12345` → `12,345`.
 fn group_thousands(value: u64) -> String {

@@ -207,6 +207,33 @@ impl Model {
     }
 }
 
+impl crate::display::Display for ModelSummary {
+    /// One row: architecture, task, size, trainable share, dtype, device and memory.
+    fn mime_bundle(&self) -> crate::display::MimeBundle {
+        use crate::display::{bytes, count};
+        let share = if self.parameters > 0 { 100.0 * self.trainable_parameters as f64 / self.parameters as f64 } else { 0.0 };
+        let task = match &self.task {
+            Task::CausalLm => "causal LM".to_owned(),
+            Task::SequenceClassification { num_labels } => format!("classification ({num_labels} labels)"),
+            Task::Embedding => "embedding".to_owned(),
+        };
+        let figures = [
+            ("architecture", "str", self.architecture.clone()),
+            ("task", "str", task),
+            ("layers", "u64", self.layers.to_string()),
+            ("hidden size", "u64", self.hidden_size.to_string()),
+            ("vocabulary", "u64", self.vocab_size.map_or("–".to_owned(), count)),
+            ("parameters", "u64", count(self.parameters)),
+            ("trainable", "u64", format!("{} ({share:.2}%)", count(self.trainable_parameters))),
+            ("dtype", "str", self.dtype.clone()),
+            ("device", "str", self.device.clone()),
+            ("memory", "", bytes(self.memory_bytes)),
+        ];
+        crate::display::figures_table(self.name.clone(), figures).mime_bundle()
+    }
+}
+crate::display::impl_evcxr_display!(ModelSummary);
+
 impl Module for Model {
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.backbone.visit_params(prefix, f);

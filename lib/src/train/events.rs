@@ -1,6 +1,6 @@
-//! The training event stream: subscribers, the JSONL log and the progress bar.
+//! The training event stream: subscribers, the JSONL log and the live progress view.
 use super::metrics::Metrics;
-use crate::display::{DisplayHandle, ProgressBar};
+use crate::display::{DisplayHandle, LossCurves, ProgressBar};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -53,8 +53,9 @@ impl JsonlLog {
     }
 }
 
-/// The live progress view: an HTML bar in a notebook (`TUNEBOOK_KERNEL=1`), one rewritten
-/// stderr line in a terminal, nothing when stderr is redirected.
+/// The live progress view: an HTML bar and, below it, the loss curve in a notebook
+/// (`TUNEBOOK_KERNEL=1`), one rewritten stderr line in a terminal, nothing when stderr is
+/// redirected.
 pub(crate) struct Progress {
     bar: ProgressBar,
     view: View,
@@ -62,15 +63,37 @@ pub(crate) struct Progress {
 }
 
 enum View {
-    Notebook(Option<DisplayHandle>),
+    Notebook(LiveChart),
     Terminal,
     Hidden,
 }
 
+/// The notebook's outputs: the bar's, and the loss chart's once there is a point to draw.
+struct LiveChart {
+    bar: Option<DisplayHandle>,
+    curves: LossCurves,
+    chart: Option<DisplayHandle>,
+    /// Points added since the chart was last drawn.
+    stale: bool,
+    last_draw: Option<Instant>,
+}
+
+/// A notebook update per step floods the frontend: the bar redraws at most 4 times a second,
+/// the chart (an SVG to render and send) twice.
+const BAR_INTERVAL: Duration = Duration::from_millis(250);
+const CHART_INTERVAL: Duration = Duration::from_millis(500);
+
+fn due(last: Option<Instant>, interval: Duration) -> bool {
+    last.is_none_or(|t| t.elapsed() >= interval)
+}
+
 impl Progress {
-    pub(crate) fn new(total_steps: usize, start_step: usize) -> Self {
+    /// `loss_curve` and `eval_history` are the run's so far (non-empty on resume), so the
+    /// live chart continues the curve instead of starting over.
+    pub(crate) fn new(total_steps: usize, start_step: usize, loss_curve: &[(usize, f64)], eval_history: &[(usize, Metrics)]) -> Self {
         let view = if std::env::var("TUNEBOOK_KERNEL").is_ok_and(|v| v == "1") {
-            View::Notebook(None)
+            let curves = LossCurves::new(loss_curve, eval_history);
+            View::Notebook(LiveChart { bar: None, curves, chart: None, stale: !loss_curve.is_empty(), last_draw: None })
         } else if std::io::stderr().is_terminal() {
             View::Terminal
         } else {
@@ -85,17 +108,24 @@ impl Progress {
         match event {
             Event::Step { step, loss, learning_rate, .. } => {
                 self.bar.set_step(*step as u64).set_metric("loss", *loss).set_metric("lr", *learning_rate);
+                if let View::Notebook(live) = &mut self.view {
+                    live.curves.step(*step, *loss);
+                    live.stale = true;
+                }
             }
-            Event::Eval { metrics, .. } => {
+            Event::Eval { step, metrics, .. } => {
                 for (name, value) in metrics {
                     self.bar.set_metric(name, *value);
+                }
+                if let View::Notebook(live) = &mut self.view {
+                    live.curves.eval(*step, metrics);
+                    live.stale = true;
                 }
             }
             _ => {}
         }
         let done = matches!(event, Event::TrainEnd { .. } | Event::Interrupted { .. });
-        // Redraw at most 4 times a second: a notebook update per step floods the frontend.
-        if done || self.last_draw.is_none_or(|t| t.elapsed() > Duration::from_millis(250)) {
+        if done || due(self.last_draw, BAR_INTERVAL) {
             self.draw(done);
             self.last_draw = Some(Instant::now());
         }
@@ -107,10 +137,7 @@ impl Progress {
 
     fn draw(&mut self, done: bool) {
         match &mut self.view {
-            View::Notebook(handle) => match handle {
-                Some(h) => h.update(&self.bar),
-                None => *handle = Some(DisplayHandle::show(&self.bar)),
-            },
+            View::Notebook(live) => live.draw(&self.bar, done),
             View::Terminal => {
                 let mut err = std::io::stderr();
                 let _ = write!(err, "\r\x1b[2K{}", self.bar.to_text());
@@ -121,5 +148,26 @@ impl Progress {
             }
             View::Hidden => {}
         }
+    }
+}
+
+impl LiveChart {
+    /// Updates the bar, and the chart when it has new points and is due (always at the end,
+    /// so the last picture holds every step).
+    fn draw(&mut self, bar: &ProgressBar, done: bool) {
+        match &self.bar {
+            Some(handle) => handle.update(bar),
+            None => self.bar = Some(DisplayHandle::show(bar)),
+        }
+        if !self.stale || !(done || due(self.last_draw, CHART_INTERVAL)) {
+            return;
+        }
+        let chart = self.curves.chart();
+        match &self.chart {
+            Some(handle) => handle.update(chart),
+            None => self.chart = Some(DisplayHandle::show(chart)),
+        }
+        self.stale = false;
+        self.last_draw = Some(Instant::now());
     }
 }

@@ -1,4 +1,5 @@
 //! Evaluation metrics: classification scores and the confusion matrix.
+use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,6 +30,40 @@ pub struct ClassificationReport {
     pub f1_micro: f64,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
+    /// Class names in id order: `"0"`, `"1"`, … unless set with
+    /// [`with_class_names`](Self::with_class_names).
+    pub class_names: Vec<String>,
+}
+
+/// Scores of one class, as in a row of sklearn's `classification_report`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClassScores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Examples whose true label is this class.
+    pub support: u64,
+}
+
+/// Counts of one class: true positives, false positives, false negatives.
+fn class_counts(confusion: &[Vec<u64>], class: usize) -> (f64, f64, f64) {
+    let cell = |t: usize, p: usize| confusion.get(t).and_then(|row| row.get(p)).copied().unwrap_or(0);
+    let tp = cell(class, class) as f64;
+    let predicted: u64 = (0..confusion.len()).map(|t| cell(t, class)).sum();
+    let actual: u64 = confusion.get(class).map_or(0, |row| row.iter().sum());
+    (tp, predicted as f64 - tp, actual as f64 - tp)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn f1(precision: f64, recall: f64) -> f64 {
+    ratio(2.0 * precision * recall, precision + recall)
 }
 
 impl ClassificationReport {
@@ -49,17 +84,10 @@ impl ClassificationReport {
         }
         let total = predictions.len().min(labels.len()) as f64;
         let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        let f1 = |p: f64, r: f64| ratio(2.0 * p * r, p + r);
         let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
         let (mut tp_all, mut fp_all, mut fn_all) = (0.0, 0.0, 0.0);
-        // Class c is both a row (true) and a column (predicted) of the matrix.
-        #[allow(clippy::needless_range_loop)]
         for c in 0..num_classes {
-            let tp = confusion[c][c] as f64;
-            let predicted: u64 = (0..num_classes).map(|t| confusion[t][c]).sum();
-            let actual: u64 = confusion[c].iter().sum();
-            let (fp, fnn) = (predicted as f64 - tp, actual as f64 - tp);
+            let (tp, fp, fnn) = class_counts(&confusion, c);
             let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fnn));
             p_sum += p;
             r_sum += r;
@@ -79,7 +107,47 @@ impl ClassificationReport {
             recall_micro: rm,
             f1_micro: f1(pm, rm),
             confusion,
+            class_names: (0..num_classes).map(|c| c.to_string()).collect(),
         }
+    }
+
+    /// Names the classes (in id order) for the report's table and confusion heatmap, e.g.
+    /// with a dataset's [`LabelMap`](crate::data::LabelMap) names.
+    ///
+    /// ```
+    /// use tunebook::train::ClassificationReport;
+    /// let report = ClassificationReport::new(&[0, 1, 1], &[0, 1, 0], 2).with_class_names(["negative", "positive"])?;
+    /// assert_eq!(report.class_names, ["negative", "positive"]);
+    /// assert!(ClassificationReport::new(&[0], &[0], 2).with_class_names(["only one"]).is_err());
+    /// # Ok::<(), tunebook::Error>(())
+    /// ```
+    pub fn with_class_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Result<Self> {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        if names.len() != self.confusion.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} class names for a report over {} classes",
+                names.len(),
+                self.confusion.len()
+            )));
+        }
+        self.class_names = names;
+        Ok(self)
+    }
+
+    /// The name of class `id`: its given name, or the id itself.
+    pub fn class_name(&self, id: usize) -> String {
+        self.class_names.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    /// Precision, recall, F1 and support of each class, in id order.
+    pub(crate) fn per_class(&self) -> Vec<ClassScores> {
+        (0..self.confusion.len())
+            .map(|c| {
+                let (tp, fp, fnn) = class_counts(&self.confusion, c);
+                let (precision, recall) = (ratio(tp, tp + fp), ratio(tp, tp + fnn));
+                ClassScores { precision, recall, f1: f1(precision, recall), support: (tp + fnn) as u64 }
+            })
+            .collect()
     }
 
     /// The scalar scores under `prefix` (e.g. `eval_accuracy`).

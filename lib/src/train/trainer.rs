@@ -77,7 +77,20 @@ pub struct TrainSummary {
     pub eval_history: Vec<(usize, Metrics)>,
 }
 
-/// Fine-tunes a [`Model`] on a [`Dataset`] with [`TrainingArgs`], like transformers' `Trainer`.
+impl TrainSummary {
+    /// How the run ended: `done`, `interrupted` or `early stopped`.
+    pub fn status(&self) -> &'static str {
+        if self.interrupted {
+            "interrupted"
+        } else if self.early_stopped {
+            "early stopped"
+        } else {
+            "done"
+        }
+    }
+}
+
+/// Fine-tunes a [`Model`] on a [`Dataset`](crate::data::Dataset) with [`TrainingArgs`], like transformers' `Trainer`.
 /// The parameters that train are those with `requires_grad` (set by a method, or by hand).
 ///
 /// ```no_run
@@ -251,7 +264,7 @@ impl Trainer {
         self.state.total_steps = plan.total_steps;
         self.state.warmup_steps = plan.warmup_steps;
         let mut log = JsonlLog::open(&args.output_dir, args.logging_steps)?;
-        let mut progress = Progress::new(plan.total_steps, self.state.global_step);
+        let mut progress = Progress::new(plan.total_steps, self.state.global_step, &self.state.loss_curve, &self.state.eval_history);
         install_interrupt_handler();
         STOP.store(false, Ordering::SeqCst);
         let trainable_parameters = params.iter().map(|(_, t)| t.numel() as i64).sum();

@@ -1,9 +1,10 @@
-//! `tunebook`: the library's headless face — inspect models and data, generate, score.
+//! `tunebook`: the library's headless face — inspect models and data, generate, score, train, sweep.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod data_commands;
 mod model_commands;
+mod train_commands;
 
 #[derive(Parser)]
 #[command(name = "tunebook", version, about = "Fine-tune language models — headless commands")]
@@ -23,6 +24,11 @@ enum Command {
     /// Datasets: load, validate, clean, split and count tokens.
     #[command(subcommand)]
     Data(data_commands::DataCommand),
+    /// Fine-tune as a recipe file says (model, data, method, training arguments);
+    /// Ctrl-C saves a checkpoint, --resume continues.
+    Train(train_commands::TrainArgs),
+    /// Run a hyperparameter sweep file (grid or random), each trial in its own folder.
+    Sweep(train_commands::SweepArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,5 +37,7 @@ fn main() -> Result<()> {
         Command::Generate(args) => model_commands::generate(args),
         Command::Score(args) => model_commands::score(args),
         Command::Data(command) => data_commands::run(command),
+        Command::Train(args) => train_commands::train(args),
+        Command::Sweep(args) => train_commands::sweep(args),
     }
 }
