@@ -6,11 +6,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh >/dev/null
+# The dev profile reuses the test build (dependencies at opt-level 2, tunebook at 1; the hot
+# loops run inside libtorch either way). BENCH_PROFILE=release for a release build.
+profile=${BENCH_PROFILE:-dev}
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   benches=($(ls lib/benches/*.rs | xargs -n1 basename | sed 's/\.rs$//'))
 fi
-cargo bench -p tunebook --no-run ${benches[@]/#/--bench } 2>&1 | tail -1
+cargo bench -p tunebook --profile "$profile" --no-run ${benches[@]/#/--bench } 2>&1 | tail -1
 out=BENCHMARKS.md
 {
   echo "# Benchmarks"
@@ -21,7 +24,7 @@ out=BENCHMARKS.md
   echo
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; torch $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))'),"
-  echo "transformers $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("transformers"))')."
+  echo "transformers $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("transformers"))'); cargo profile \`$profile\`."
   for bench in "${benches[@]}"; do
     echo
     echo "## $bench"
@@ -29,7 +32,7 @@ out=BENCHMARKS.md
     echo "\`cargo bench -p tunebook --bench $bench\` — $(sed -n 1p lib/benches/$bench.rs | sed 's#^//! ##')"
     echo
     echo '```text'
-    cargo bench -q -p tunebook --bench "$bench" 2>/dev/null
+    cargo bench -q -p tunebook --profile "$profile" --bench "$bench" 2>/dev/null
     echo '```'
   done
 } > "$out.tmp"

@@ -14,9 +14,9 @@ cargo build -p tunebook-kernel -p tunebook --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 export VIRTUAL_ENV="$root/.venv" PATH="$root/.venv/bin:$PATH"
+# install also prebuilds the library that notebook cells link (only what changed since last time).
+say "installing the kernel and prebuilding the library for notebook cells"
 "$target_dir/debug/tunebook-kernel" install --sys-prefix
-say "prebuilding the library for notebook cells (only what changed since last time)"
-"$target_dir/debug/tunebook-kernel" warm
 
 say "opening JupyterLab on notebooks/01-quickstart.ipynb"
 cd "$root/notebooks"

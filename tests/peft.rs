@@ -262,6 +262,31 @@ fn assert_peft_reads_tunebook_adapter(model: &mut Model, base: &str) {
 }
 
 #[test]
+fn merged_lora_exports_a_hugging_face_folder_that_transformers_and_tunebook_load() {
+    let ids = reference_ids();
+    let mut model = tiny_llama();
+    LoraConfig::new(4).alpha(8.0).targets(["q_proj", "v_proj", "down_proj"]).init_lora_weights(false).apply(&mut model).unwrap();
+    let adapted = logits(&model, &ids);
+    let dir = tempfile::tempdir().unwrap();
+    let refused = model.save_pretrained(dir.path().join("unmerged")).unwrap_err().to_string();
+    assert!(refused.contains("peft::merge"), "an unmerged LoRA is refused with the fix: {refused}");
+
+    peft::merge(&mut model);
+    let folder = dir.path().join("merged");
+    model.save_pretrained(&folder).unwrap();
+    let reloaded = Model::from_pretrained_with(folder.to_str().unwrap(), cpu()).unwrap();
+    assert!(max_abs_diff(&logits(&reloaded, &ids), &adapted) <= 1e-5, "reloaded export differs from the adapted model");
+
+    let ids_file = dir.path().join("ids.safetensors");
+    Tensor::write_safetensors(&[("input_ids", &ids)], &ids_file).unwrap();
+    let out = dir.path().join("logits.safetensors");
+    run_python("peft_reference.py", &["logits", folder.to_str().unwrap(), "-", ids_file.to_str().unwrap(), out.to_str().unwrap()]);
+    let theirs = Tensor::read_safetensors(&out).unwrap().remove(0).1;
+    let diff = max_abs_diff(&adapted, &theirs);
+    assert!(diff <= 1e-4, "transformers reads the export with max abs diff {diff}");
+}
+
+#[test]
 fn lora_saved_by_tunebook_loads_in_peft_with_the_same_logits() {
     let mut model = tiny_llama();
     LoraConfig::new(4).alpha(8.0).targets(["q_proj", "k_proj", "gate_proj"]).rslora(true).init_lora_weights(false).apply(&mut model).unwrap();

@@ -351,3 +351,33 @@ fn adamw_matches_torch_optim_adamw() {
     assert!(dw < 1e-12, "weight differs by {dw:e}");
     assert!(db < 1e-12, "bias differs by {db:e} (biases are not decayed)");
 }
+
+#[test]
+fn smollm2_lora_on_chatterbot_pairs_lowers_validation_loss() {
+    use tunebook::data::{chatterbot, SplitOptions, TokenizeOptions};
+    use tunebook::peft::LoraConfig;
+    let _lock = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = chatterbot().unwrap().sample(96, 5).split(&SplitOptions::new(0.75, 0.25, 0.0).seed(5)).unwrap();
+    let options = LoadOptions::default().device(Device::Cpu).kind(Kind::Float);
+    let mut model = Model::from_pretrained_with("smollm2-135m-instruct", options).unwrap();
+    LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).apply(&mut model).unwrap();
+    let tokenizer = model.tokenizer().unwrap().clone();
+    let tokenize = TokenizeOptions::default().max_len(64);
+    let args = TrainingArgs {
+        learning_rate: 2e-3,
+        max_steps: 12,
+        per_device_train_batch_size: 6,
+        per_device_eval_batch_size: 12,
+        save_strategy: IntervalStrategy::No,
+        ..args(&tmp.path().join("run"))
+    };
+    let mut trainer = Trainer::new(model, args)
+        .train_data(pairs.train.tokenize(&tokenizer, &tokenize).unwrap())
+        .eval_data(pairs.validation.tokenize(&tokenizer, &tokenize).unwrap());
+    let before = trainer.evaluate().unwrap().get("loss").unwrap();
+    trainer.train().unwrap();
+    let after = trainer.evaluate().unwrap().get("loss").unwrap();
+    // 24 held-out pairs the adapter never saw: the chatbot's reply style carries over.
+    assert!(after < before - 0.02, "validation loss {before:.3} → {after:.3}");
+}

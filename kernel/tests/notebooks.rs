@@ -2,13 +2,13 @@
 //! kernel with the real library preloaded, as a user runs it in JupyterLab; each test then
 //! checks what the user would look at (tables, live charts, generations, saved files).
 //!
-//! The first test installs the kernelspec into a private Jupyter path and runs
-//! `tunebook-kernel warm` (cold: ~20 minutes on 2 cores; once built: seconds). Notebooks run
+//! The first test installs the kernelspec into a private Jupyter path, which warms the
+//! library template (cold: ~20 minutes on 2 cores; once built: seconds). Notebooks run
 //! one at a time: each trains a model and wants both cores.
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -28,8 +28,8 @@ fn jupyter_path() -> &'static Path {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY.get_or_init(|| {
         let prefix = std::env::temp_dir().join(format!("tunebook-notebook-tests-{}", std::process::id()));
+        // `install` also builds the library template the kernel preloads from.
         run_checked(Command::new(kernel_binary()).arg("install").arg("--prefix").arg(&prefix), "installing the kernelspec");
-        run_checked(Command::new(kernel_binary()).arg("warm"), "tunebook-kernel warm");
         prefix.join("share").join("jupyter")
     })
 }
@@ -58,18 +58,33 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Notebooks run one at a time: each trains a model and wants both cores.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A scratch copy of notebooks/ (without earlier runs' outputs) for `what`.
+fn scratch_notebooks(what: &str) -> PathBuf {
+    let scratch = std::env::temp_dir().join(format!("tunebook-notebook-{}-{what}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    copy_tree(&repo_root().join("notebooks"), &scratch);
+    scratch
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("TUNEBOOK_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
 /// Executes `notebooks/<name>` in a scratch copy of the folder; panics with the failing
 /// cell's error. Returns run_notebook.py's summary.
 fn execute(name: &str) -> Value {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = one_at_a_time();
     let jupyter = jupyter_path();
     let root = repo_root();
-    let scratch = std::env::temp_dir().join(format!("tunebook-notebook-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    copy_tree(&root.join("notebooks"), &scratch);
+    let scratch = scratch_notebooks(name);
     let executed = executed_dir().join(name);
-    let python = std::env::var_os("TUNEBOOK_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
+    let python = python();
     let output = Command::new(&python)
         .arg(root.join("tests/python/run_notebook.py"))
         .arg(scratch.join(name))
@@ -132,4 +147,130 @@ fn quickstart_trains_lora_with_a_live_curve_and_saves_a_peft_adapter() {
     }
     let saved = all_text(outputs(&run, "peft::save"));
     assert!(saved.contains("adapter_config.json") && saved.contains("adapter_model.safetensors"), "{saved}");
+}
+
+#[test]
+fn data_preparation_reports_errors_cleaning_packing_and_round_trips_parquet() {
+    let run = execute("02-data-preparation.ipynb");
+    let loaded = all_text(outputs(&run, "data::chatterbot()"));
+    assert!(loaded.contains("pairs;"), "row count printed: {loaded}");
+    let broken = all_text(outputs(&run, "broken.jsonl"));
+    assert!(broken.contains("error:") && broken.contains("broken.jsonl") && broken.contains("response"), "the error names the file and the field: {broken}");
+    let report = all_text(outputs(&run, "corpus.clean("));
+    assert!(report.to_lowercase().contains("duplicate"), "cleaning report lists the duplicate step: {report}");
+    assert!(!with_mime(outputs(&run, "train_tokens.length_histogram()"), "image/svg+xml").is_empty(), "token histogram chart");
+    let padding = all_text(outputs(&run, "Padding in batches"));
+    assert!(padding.contains("packed to 256"), "{padding}");
+    let reloaded = all_text(outputs(&run, "chatterbot-train.parquet"));
+    assert!(reloaded.contains("identical: true"), "parquet round trip: {reloaded}");
+}
+
+#[test]
+fn classification_trains_minilm_keeps_the_best_epoch_and_scores_the_test_split() {
+    let run = execute("03-classification-full-finetune.ipynb");
+    assert!(!with_mime(outputs(&run, "reviews.label_chart()"), "image/svg+xml").is_empty(), "label distribution chart");
+    let head = all_text(outputs(&run, "FullFineTuning::new()"));
+    assert!(head.contains("100"), "every parameter trains: {head}");
+
+    let training = all_text(outputs(&run, "trainer.train()"));
+    assert!(training.contains("best checkpoint"), "the summary names the best checkpoint: {training}");
+    assert!(!with_mime(outputs(&run, "metric_chart("), "image/svg+xml").is_empty(), "F1 per epoch chart");
+
+    let test = outputs(&run, "trainer.predict(&test_set)");
+    let report = all_text(test);
+    for class in ["negative", "neutral", "positive"] {
+        assert!(report.contains(class), "per-class scores name {class}: {report}");
+    }
+    assert!(!with_mime(test, "image/svg+xml").is_empty(), "confusion matrix heatmap");
+    // Three classes, the largest about 40 %: a trained MiniLM must beat always-the-majority.
+    let after = report.split("Classification report: accuracy ").nth(1).unwrap_or_else(|| panic!("report title: {report}"));
+    let accuracy: f64 = after.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap();
+    assert!(accuracy > 0.5, "test accuracy {accuracy}");
+}
+
+/// The numbers in a cell's text outputs, in order.
+fn numbers(text: &str) -> Vec<f64> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
+        .filter_map(|word| word.trim_matches(|c| c == '.' || c == 'e' || c == '-').parse().ok())
+        .collect()
+}
+
+#[test]
+fn qlora_measures_memory_of_full_lora_and_qlora_and_plots_it() {
+    let run = execute("04-qlora.ipynb");
+    let table = all_text(outputs(&run, "let costs"));
+    for method in ["full", "LoRA r=8", "QLoRA r=8 (NF4)"] {
+        assert!(table.contains(method), "cost table row {method}: {table}");
+    }
+    assert_eq!(with_mime(outputs(&run, "Peak memory while training"), "image/svg+xml").len(), 1, "peak memory chart");
+    assert_eq!(with_mime(outputs(&run, "Weights held by the model"), "image/svg+xml").len(), 1, "weights chart");
+    let bits = numbers(&all_text(outputs(&run, "storage.bits_per_parameter()")));
+    let per_parameter = *bits.last().unwrap_or_else(|| panic!("bits per parameter printed: {bits:?}"));
+    assert!((4.0..=4.2).contains(&per_parameter), "NF4 with double quantization: {per_parameter} bits per parameter");
+}
+
+#[test]
+fn adapters_and_prompt_tuning_are_compared_on_one_task() {
+    let run = execute("05-adapters-and-prompt-tuning.ipynb");
+    let table = all_text(outputs(&run, "let results"));
+    for method in ["LoRA r=8", "Houlsby 32", "Pfeiffer 32", "prompt tuning 16"] {
+        assert!(table.contains(method), "comparison row {method}: {table}");
+    }
+    let curves = with_mime(outputs(&run, "Training loss by method"), "image/svg+xml");
+    assert_eq!(curves.len(), 1, "one chart with every method's curve");
+    let svg = curves[0]["svg"].as_str().unwrap();
+    assert!(svg.contains("Houlsby 32") && svg.contains("prompt tuning 16"), "legend names the methods");
+}
+
+#[test]
+fn sweep_ranks_learning_rate_by_rank_trials_and_plots_their_curves() {
+    let run = execute("06-hyperparameter-sweep.ipynb");
+    let table = all_text(outputs(&run, "Sweep::grid"));
+    assert!(table.contains("learning_rate") && table.contains("eval_loss"), "results table: {table}");
+    assert_eq!(with_mime(outputs(&run, "results.curves()"), "image/svg+xml").len(), 1, "all trials on one chart");
+}
+
+#[test]
+fn export_reloads_the_adapter_merges_and_writes_a_hugging_face_folder_with_equal_logits() {
+    let run = execute("07-evaluate-and-export.ipynb");
+    let metrics = all_text(outputs(&run, "trainer.evaluate()?"));
+    assert!(metrics.contains("perplexity") && metrics.contains("exact_match"), "metrics table: {metrics}");
+    for (cell, what) in [("peft::load", "after reload"), ("peft::merge", "after merge"), ("save_pretrained", "after export and reload")] {
+        let text = all_text(outputs(&run, cell));
+        let line = text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("{cell}: {text}"));
+        let difference = *numbers(line).last().unwrap();
+        assert!(difference <= 1e-3, "{what}: logits differ by {difference}");
+    }
+    let files = all_text(outputs(&run, "save_pretrained"));
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(files.contains(file), "exported folder lists {file}: {files}");
+    }
+}
+
+/// JupyterLab in headless Chromium opens the quickstart, runs its first code cell with this
+/// kernel and shows the output. The screenshot (the README's picture) is written to
+/// `<target>/debug/executed-notebooks/quickstart-in-jupyterlab.png`.
+#[test]
+fn jupyterlab_in_headless_chromium_runs_a_cell_and_shows_its_output() {
+    let _turn = one_at_a_time();
+    let jupyter = jupyter_path();
+    let scratch = scratch_notebooks("jupyterlab");
+    let screenshot = executed_dir().join("quickstart-in-jupyterlab.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = Command::new(python())
+        .arg(repo_root().join("tests/python/lab_screenshot.py"))
+        .arg(&scratch)
+        .arg("01-quickstart.ipynb")
+        .arg(&screenshot)
+        .env("JUPYTER_PATH", jupyter)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "lab_screenshot.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let shown = summary["output"].as_str().unwrap();
+    assert!(shown.contains("llama") && shown.contains("134,515,008"), "JupyterLab shows the model summary under the cell: {shown}");
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot: {} bytes", png.len());
+    let _ = std::fs::remove_dir_all(&scratch);
 }

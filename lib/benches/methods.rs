@@ -10,6 +10,7 @@ use tunebook::models::LoadOptions;
 use tunebook::nn::Module;
 use tunebook::peft::{self, qlora, AdapterConfig, FullFineTuning, LoraConfig, PromptTuningConfig, QuantType};
 use tunebook::train::AdamW;
+use tunebook::device::{process_memory, reset_peak_memory};
 use tunebook::{Model, Result};
 
 const BATCH: i64 = 4;
@@ -27,17 +28,6 @@ fn methods() -> Vec<(&'static str, Apply)> {
         ("Houlsby adapters 64", |m| AdapterConfig::houlsby(64).apply(m)),
         ("prompt tuning 20", |m| PromptTuningConfig::new(20).apply(m)),
     ]
-}
-
-/// Peak resident memory since the last reset, in bytes.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0) * 1024
-}
-
-/// Lets VmHWM start again from the current RSS (Linux `clear_refs` value 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Bytes of every tensor the model holds, 4-bit weights and their scales included.
@@ -69,7 +59,7 @@ fn main() {
             optimizer.step(1e-4);
             optimizer.zero_grad();
         };
-        reset_peak_rss();
+        reset_peak_memory();
         step(); // warm-up: allocates optimizer state
         let start = Instant::now();
         for _ in 0..STEPS {
@@ -82,7 +72,7 @@ fn main() {
             report.trainable,
             report.percent(),
             mib(bytes as f64),
-            mib(peak_rss() as f64)
+            process_memory().peak_mib()
         );
         let storage = qlora::storage(&mut model);
         if storage.layers > 0 {

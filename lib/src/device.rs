@@ -37,3 +37,49 @@ pub fn parse_device(name: &str) -> crate::Result<Device> {
             ))),
     }
 }
+
+/// Resident memory of this process (Linux `/proc/self/status`; zero where unavailable).
+/// On a GPU, model memory lives on the device and is not part of these figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessMemory {
+    /// Bytes resident now (VmRSS).
+    pub resident_bytes: u64,
+    /// Highest resident bytes since start or since [`reset_peak_memory`] (VmHWM).
+    pub peak_bytes: u64,
+}
+
+impl ProcessMemory {
+    pub fn resident_mib(&self) -> f64 {
+        self.resident_bytes as f64 / (1024.0 * 1024.0)
+    }
+
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_bytes as f64 / (1024.0 * 1024.0)
+    }
+}
+
+/// The process's resident and peak memory now, to measure what a step of training costs:
+///
+/// ```
+/// use tunebook::device::{process_memory, reset_peak_memory};
+/// reset_peak_memory();
+/// let buffer = vec![1u8; 64 << 20];
+/// let memory = process_memory();
+/// # #[cfg(target_os = "linux")]
+/// assert!(memory.peak_bytes >= memory.resident_bytes && memory.peak_mib() >= 64.0);
+/// # drop(buffer);
+/// ```
+pub fn process_memory() -> ProcessMemory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| -> u64 {
+        let kib = status.lines().find_map(|line| line.strip_prefix(key)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        kib.unwrap_or(0) * 1024
+    };
+    ProcessMemory { resident_bytes: field("VmRSS:"), peak_bytes: field("VmHWM:") }
+}
+
+/// Lets the peak start again from the current resident size (Linux `clear_refs` value 5;
+/// a no-op elsewhere), so the next [`process_memory`] peak covers only what ran since.
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

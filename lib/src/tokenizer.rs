@@ -108,6 +108,28 @@ impl Tokenizer {
         &self.inner
     }
 
+    /// Writes `tokenizer.json`, `tokenizer_config.json` (chat template, special tokens) and
+    /// `generation_config.json` (end-of-sequence ids) into `dir`, as Hugging Face lays them
+    /// out, so [`Tokenizer::from_hf_dir`] and Python `AutoTokenizer` read them back.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let file = dir.join("tokenizer.json");
+        self.inner.save(&file, false).map_err(|e| Error::bad_file(&file, format!("writing the tokenizer: {e}")))?;
+        let token = |id: Option<u32>| id.and_then(|id| self.id_to_token(id));
+        let mut config = serde_json::json!({ "tokenizer_class": "PreTrainedTokenizerFast" });
+        for (key, value) in [("bos_token", token(self.bos)), ("eos_token", token(self.eos.first().copied())), ("pad_token", token(self.pad))] {
+            if let Some(value) = value {
+                config[key] = value.into();
+            }
+        }
+        if let Some(template) = &self.chat_template {
+            config["chat_template"] = template.clone().into();
+        }
+        write_json(&dir.join("tokenizer_config.json"), &config)?;
+        write_json(&dir.join("generation_config.json"), &serde_json::json!({ "eos_token_id": self.eos, "bos_token_id": self.bos }))
+    }
+
     /// Token ids of `text`. `add_special_tokens` adds what the tokenizer's post-processor
     /// adds (BERT's [CLS]/[SEP], Llama's <s>).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
@@ -212,4 +234,9 @@ fn chat_template_of(v: &serde_json::Value) -> Option<String> {
             .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
         _ => None,
     }
+}
+
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }

@@ -49,7 +49,8 @@ def logits(base_dir, adapter_dir, ids_file, out_file):
     config = tf.AutoConfig.from_pretrained(base_dir)
     cls = tf.LlamaForSequenceClassification if config.architectures[0].endswith("SequenceClassification") else tf.LlamaForCausalLM
     base = cls.from_pretrained(base_dir).eval()
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    # "-": the base folder alone (e.g. a merged model tunebook exported).
+    model = base if adapter_dir == "-" else PeftModel.from_pretrained(base, adapter_dir).eval()
     with torch.no_grad():
         out = model(input_ids=ids).logits
     save_file({"logits": out.contiguous()}, out_file)

@@ -9,6 +9,7 @@
 //! ```
 pub mod bert;
 pub mod gpt2;
+mod export;
 mod heads;
 pub mod llama;
 mod loader;
@@ -17,7 +18,7 @@ mod source;
 
 pub use heads::{Head, Task};
 pub use loader::LoadOptions;
-pub use model::{Model, ModelInfo};
+pub use model::{Model, ModelInfo, ModelSummary};
 pub use source::{shipped_models, site_packages, venv_dir, ModelSource};
 
 use crate::nn::{KvCache, Module};

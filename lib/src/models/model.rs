@@ -2,7 +2,7 @@
 use super::heads::{Head, Task};
 use super::loader::{self, LoadOptions};
 use super::Forward;
-use crate::nn::{KvCache, Linear, Module};
+use crate::nn::{KvCache, Linear, Module, PACKED_4BIT_SUFFIX};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -183,9 +183,10 @@ impl Model {
     /// Figures for `tunebook info` and the notebook summary.
     pub fn summary(&self) -> ModelSummary {
         let (mut parameters, mut trainable, mut bytes) = (0, 0, 0);
-        self.visit_params("", &mut |_, t| {
+        self.visit_params("", &mut |name, t| {
             let n = t.numel() as i64;
-            parameters += n;
+            // QLoRA's frozen weights: two 4-bit parameters in each byte.
+            parameters += if name.ends_with(PACKED_4BIT_SUFFIX) { 2 * n } else { n };
             if t.requires_grad() {
                 trainable += n;
             }

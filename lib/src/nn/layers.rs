@@ -2,6 +2,10 @@
 use super::module::{join, Module};
 use tch::Tensor;
 
+/// Name suffix of a hook's packed 4-bit weight (two parameters per byte); its scales are
+/// not counted as parameters.
+pub const PACKED_4BIT_SUFFIX: &str = "weight_4bit";
+
 /// A hook that replaces a linear layer's forward: how LoRA, QLoRA and similar methods
 /// attach to a model without the model code knowing about them.
 pub trait LinearHook: Send {
@@ -13,6 +17,11 @@ pub trait LinearHook: Send {
     /// Lets a method find its own hook again (merge, save, switch adapters).
     fn as_any(&self) -> &dyn std::any::Any;
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// The hook's effect is already folded into the base weight (a merged LoRA), so the
+    /// plain layer computes the same output and the model can be saved without the hook.
+    fn folded_into_base(&self) -> bool {
+        false
+    }
 }
 
 /// `y = x Wᵀ + b`, with `weight` stored `[out_features, in_features]` as in PyTorch.

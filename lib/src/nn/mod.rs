@@ -6,6 +6,6 @@ mod module;
 mod weights;
 
 pub use attention::{attention_bias, rotate_half, KvCache, LayerCache, Rope, RopeScaling};
-pub use layers::{Embedding, LayerNorm, Linear, LinearHook, RmsNorm};
+pub use layers::{Embedding, LayerNorm, Linear, LinearHook, RmsNorm, PACKED_4BIT_SUFFIX};
 pub use module::{join, Module, NamedTensors};
 pub use weights::Weights;

@@ -93,9 +93,7 @@ fn group_digits(n: i64) -> String {
     }
 }
 
-/// Name suffix of packed 4-bit weights (two parameters per byte); their scales are not
-/// counted as parameters.
-pub(crate) const PACKED_4BIT_SUFFIX: &str = "weight_4bit";
+pub(crate) use crate::nn::PACKED_4BIT_SUFFIX;
 
 /// Counts trainable and total parameters of `model`, with a row per tensor.
 ///

@@ -67,4 +67,7 @@ impl LinearHook for LoraLayer {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+    fn folded_into_base(&self) -> bool {
+        self.merged && self.quantized.is_none()
+    }
 }
