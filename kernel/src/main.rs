@@ -43,10 +43,27 @@ fn main() {
     }
     // Also covers evcxr's other re-executions of this binary (rustc wrapper).
     evcxr::runtime_hook();
+    forget_inherited_cargo_package_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(error) = run(&args) {
         log(&format!("error: {error:#}"));
         std::process::exit(1);
+    }
+}
+
+/// Cargo sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the program it runs (a test, `cargo
+/// run`). Build scripts such as ring's declare `rerun-if-env-changed` on those names, so if
+/// they leak into the cargo that builds cells, a template built from a test and a kernel
+/// started from JupyterLab see different values and rebuild half the dependency graph.
+/// Called before any thread starts.
+fn forget_inherited_cargo_package_env() {
+    const PREFIXES: [&str; 6] = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CFG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_TARGET_TMPDIR"];
+    let inherited: Vec<_> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_str().is_some_and(|n| PREFIXES.iter().any(|p| n.starts_with(p)) || n == "CARGO_PRIMARY_PACKAGE"))
+        .collect();
+    for name in inherited {
+        std::env::remove_var(name);
     }
 }
 

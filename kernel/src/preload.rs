@@ -16,6 +16,10 @@ pub const FACADE_PACKAGE: &str = "tunebook-notebook";
 const STAMP_FILE: &str = "tunebook-kernel.stamp";
 const VENV_TORCH: &str = ".venv/lib/python3.11/site-packages/torch";
 
+/// Bump when the way templates are built changes, so existing ones are rebuilt
+/// (2: built without inherited CARGO_PKG_* variables).
+const TEMPLATE_REVISION: u32 = 2;
+
 /// The facade's build script and linker wrapper: they export libtorch's C wrappers, which
 /// tch's generic functions (instantiated in cells) call.
 const FACADE_BUILD_SCRIPT: &str = include_str!("../assets/facade/build.rs");
@@ -131,7 +135,11 @@ impl Locations {
 
     /// Identifies what a template was built for; a template with another stamp is not used.
     pub fn stamp(&self) -> String {
-        format!("kernel {}\n{}\n{FACADE_BUILD_SCRIPT}\n{FACADE_LINKER_WRAPPER}", env!("CARGO_PKG_VERSION"), self.facade_manifest())
+        format!(
+            "kernel {} template revision {TEMPLATE_REVISION}\n{}\n{FACADE_BUILD_SCRIPT}\n{FACADE_LINKER_WRAPPER}",
+            env!("CARGO_PKG_VERSION"),
+            self.facade_manifest()
+        )
     }
 
     pub fn template_is_current(&self) -> bool {

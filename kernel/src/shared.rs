@@ -99,7 +99,8 @@ impl Shared {
     }
 }
 
-/// Progress of the background library preload, shown in the first cell that waits for it.
+/// Progress of the background library preload, shown (on stdout: it is news, not an error)
+/// in the first cell that waits for it.
 #[derive(Default)]
 pub struct PreloadBoard {
     pub phase: PreloadPhase,
@@ -122,7 +123,7 @@ impl PreloadBoard {
     /// Records a progress line and shows it to a waiting cell, if any.
     pub fn progress(&mut self, shared: &Shared, line: String) {
         if let Some(parent) = &self.audience {
-            shared.publish(parent, "stream", json!({"name": "stderr", "text": format!("{line}\n")}));
+            shared.publish(parent, "stream", json!({"name": "stdout", "text": format!("{line}\n")}));
         }
         self.lines.push(line);
     }
@@ -136,7 +137,7 @@ impl PreloadBoard {
         self.audience = Some(request.clone());
         if !self.lines.is_empty() {
             let text: String = self.lines.iter().map(|line| format!("{line}\n")).collect();
-            shared.publish(request, "stream", json!({"name": "stderr", "text": text}));
+            shared.publish(request, "stream", json!({"name": "stdout", "text": text}));
         }
     }
 

@@ -182,10 +182,10 @@ fn classification_trains_minilm_keeps_the_best_epoch_and_scores_the_test_split()
         assert!(report.contains(class), "per-class scores name {class}: {report}");
     }
     assert!(!with_mime(test, "image/svg+xml").is_empty(), "confusion matrix heatmap");
-    // Three classes, the largest about 40 %: a trained MiniLM must beat always-the-majority.
+    // Negative and positive are ~47 % each, neutral ~5 %: always-the-majority scores ~0.47.
     let after = report.split("Classification report: accuracy ").nth(1).unwrap_or_else(|| panic!("report title: {report}"));
     let accuracy: f64 = after.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap();
-    assert!(accuracy > 0.5, "test accuracy {accuracy}");
+    assert!(accuracy > 0.65, "test accuracy {accuracy}");
 }
 
 /// The numbers in a cell's text outputs, in order.
@@ -199,9 +199,15 @@ fn numbers(text: &str) -> Vec<f64> {
 fn qlora_measures_memory_of_full_lora_and_qlora_and_plots_it() {
     let run = execute("04-qlora.ipynb");
     let table = all_text(outputs(&run, "let costs"));
-    for method in ["full", "LoRA r=8", "QLoRA r=8 (NF4)"] {
-        assert!(table.contains(method), "cost table row {method}: {table}");
-    }
+    // Rows of the text table: index, method, trainable, weights MiB, peak MiB, s / step.
+    let row = |method: &str| -> (f64, f64) {
+        let line = table.lines().find(|l| l.split_whitespace().nth(1) == method.split_whitespace().next() && l.contains(method)).unwrap_or_else(|| panic!("cost table row {method}: {table}"));
+        let values = numbers(line);
+        (values[values.len() - 3], values[values.len() - 2])
+    };
+    let (full, lora, qlora) = (row("full"), row("LoRA r=8"), row("QLoRA r=8 (NF4)"));
+    assert!(qlora.0 < 0.4 * lora.0, "4-bit weights take well under half the memory: {qlora:?} vs {lora:?}");
+    assert!(qlora.1 < lora.1 && lora.1 < full.1, "peak memory full > LoRA > QLoRA: {full:?} {lora:?} {qlora:?}");
     assert_eq!(with_mime(outputs(&run, "Peak memory while training"), "image/svg+xml").len(), 1, "peak memory chart");
     assert_eq!(with_mime(outputs(&run, "Weights held by the model"), "image/svg+xml").len(), 1, "weights chart");
     let bits = numbers(&all_text(outputs(&run, "storage.bits_per_parameter()")));

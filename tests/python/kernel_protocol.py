@@ -316,7 +316,7 @@ def scenario_preload(kernel):
     reply = kernel.reply_to(first, 600)
     print(f"preload and first cell {time.monotonic() - kernel.started:.1f} s after start")
     check(reply["content"]["status"] == "ok", "prelude function callable", reply["content"], outputs, kernel.log_text())
-    check("tunebook:" in streams(outputs, "stderr"), "preload progress shown in the waiting cell", outputs)
+    check("tunebook:" in streams(outputs, "stdout"), "preload progress shown in the waiting cell", outputs)
     results = of_type(outputs, "execute_result")
     check(results and "hello from the preloaded library" in results[0]["content"]["data"]["text/plain"], "greet()", outputs)
 

@@ -72,45 +72,63 @@ class DevTools:
 
 
 async def drive(debug_port, url, screenshot):
+    """Opens `url`, runs the first code cell, saves the screenshot; on failure saves what
+    the page showed next to it (`.failed.png`) before raising."""
     targets = json.loads(wait_for_http(f"http://127.0.0.1:{debug_port}/json/list", 60))
     page = next(t for t in targets if t["type"] == "page")
     tools = DevTools(await websocket_connect(page["webSocketDebuggerUrl"], max_message_size=64 << 20))
     await tools.call("Page.enable")
     await tools.call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
     await tools.call("Page.navigate", url=url)
-    await tools.wait_until("!!(window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell'))", 120, "the notebook to open")
-    # The kernel starts with the notebook; the first execution waits for the preload.
-    await tools.wait_until(
-        "(() => { const n = window.jupyterapp.shell.currentWidget; return !!(n && n.sessionContext && n.sessionContext.session && n.sessionContext.session.kernel); })()",
-        120,
-        "a kernel session",
-    )
+    try:
+        return await run_first_cell(tools, screenshot)
+    except Exception:
+        shot = await tools.call("Page.captureScreenshot", format="png")
+        with open(screenshot + ".failed.png", "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        raise
+
+
+PANEL = "Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.content && w.content.widgets && w.sessionContext)"
+
+
+async def click(tools, selector_expression):
+    """A real mouse click in the middle of the element (focus follows it, as for a user)."""
+    box = await tools.evaluate(f"(() => {{ const r = ({selector_expression}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+    for kind in ("mousePressed", "mouseReleased"):
+        await tools.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+
+async def run_first_cell(tools, screenshot):
+    await tools.wait_until(f"!!(window.jupyterapp && {PANEL} && document.querySelector('.jp-Notebook .jp-CodeCell'))", 120, "the notebook to open")
+    # Headless Chromium has no window focus: the news prompt stays up unless answered.
+    await tools.evaluate("Array.from(document.querySelectorAll('button')).filter(b => b.textContent.trim() === 'No').forEach(b => b.click()); true")
+    await tools.wait_until(f"!!(({PANEL}).sessionContext.session && ({PANEL}).sessionContext.session.kernel)", 180, "a kernel session")
+    first = await tools.evaluate(f"({PANEL}).content.widgets.findIndex(cell => cell.model.type === 'code')")
+    await click(tools, f"({PANEL}).content.widgets[{first}].node.querySelector('.jp-InputArea-editor')")
     started = time.monotonic()
     await tools.evaluate(
-        """(async () => {
-            const app = window.jupyterapp;
-            const panel = app.shell.currentWidget;
-            const notebook = panel.content;
-            const first = notebook.widgets.findIndex(cell => cell.model.type === 'code');
-            notebook.activeCellIndex = first;
-            await app.commands.execute('notebook:run-cell');
-            return first;
-        })()"""
+        f"""(async () => {{
+            const panel = {PANEL};
+            panel.content.activeCellIndex = {first};
+            await window.jupyterapp.commands.execute('notebook:run-cell');
+            return true;
+        }})()"""
     )
     output = await tools.wait_until(
-        """(() => {
-            const cell = window.jupyterapp.shell.currentWidget.content.activeCell;
+        f"""(() => {{
+            const cell = ({PANEL}).content.widgets[{first}];
             const prompt = cell.node.querySelector('.jp-InputPrompt');
             const done = prompt && /\\[\\d+\\]/.test(prompt.textContent);
             const out = cell.node.querySelector('.jp-OutputArea');
             return done && out && out.innerText.trim().length > 0 ? out.innerText : null;
-        })()""",
+        }})()""",
         1500,
         "the cell's output",
     )
     seconds = time.monotonic() - started
     # Scroll so the cell and its output fill the view, then let rendering settle.
-    await tools.evaluate("window.jupyterapp.shell.currentWidget.content.activeCell.node.scrollIntoView({block: 'start'}); true")
+    await tools.evaluate(f"({PANEL}).content.widgets[{first}].node.scrollIntoView({{block: 'start'}}); true")
     await asyncio.sleep(1.0)
     shot = await tools.call("Page.captureScreenshot", format="png")
     png = base64.b64decode(shot["data"])
@@ -129,7 +147,7 @@ def main():
     profile = tempfile.mkdtemp(prefix="tunebook-chromium-")
     lab = subprocess.Popen(
         [os.path.join(bin_dir, "jupyter"), "lab", "--no-browser", f"--port={lab_port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={notebook_dir}", "--LabApp.expose_app_in_browser=True",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}", "--allow-root", "--LabApp.expose_app_in_browser=True",
          "--ServerApp.disable_check_xsrf=True"],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(profile, "lab.log"), "w"),
     )

@@ -10,6 +10,6 @@ for arg in "$@"; do
   esac
 done
 if [ -n "$script" ]; then
-  sed -i 's/global:/global: at_*; atc_*; atg_*; ati_*; atm_*; ato_*; ats_*; get_and_reset_last_err;/' "$script"
+  sed -i 's/global:/global: at_*; atc_*; atg_*; ati_*; atm_*; ato_*; ats_*;/' "$script"
 fi
 exec ld.bfd "$@"
