@@ -6,14 +6,16 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh >/dev/null
-# The dev profile reuses the test build (dependencies at opt-level 2, tunebook at 1; the hot
-# loops run inside libtorch either way). BENCH_PROFILE=release for a release build.
+# `--workspace` and the dev profile reuse the test build: the same feature set and flags
+# (dependencies at opt-level 2, tunebook at 1; the hot loops run inside libtorch either
+# way). BENCH_PROFILE=release for a release build. Uses the CI build cache when present.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tunebook/target}
 profile=${BENCH_PROFILE:-dev}
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   benches=($(ls lib/benches/*.rs | xargs -n1 basename | sed 's/\.rs$//'))
 fi
-cargo bench -p tunebook --profile "$profile" --no-run ${benches[@]/#/--bench } 2>&1 | tail -1
+cargo bench --workspace --profile "$profile" --no-run ${benches[@]/#/--bench } 2>&1 | tail -1
 out=BENCHMARKS.md
 {
   echo "# Benchmarks"
@@ -29,10 +31,10 @@ out=BENCHMARKS.md
     echo
     echo "## $bench"
     echo
-    echo "\`cargo bench -p tunebook --bench $bench\` — $(sed -n 1p lib/benches/$bench.rs | sed 's#^//! ##')"
+    echo "\`scripts/bench.sh $bench\` — $(sed -n 1p lib/benches/$bench.rs | sed 's#^//! ##')"
     echo
     echo '```text'
-    cargo bench -q -p tunebook --profile "$profile" --bench "$bench" 2>/dev/null
+    cargo bench -q --workspace --profile "$profile" --bench "$bench" 2>/dev/null
     echo '```'
   done
 } > "$out.tmp"

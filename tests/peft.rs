@@ -262,6 +262,35 @@ fn assert_peft_reads_tunebook_adapter(model: &mut Model, base: &str) {
 }
 
 #[test]
+fn unloading_gives_the_base_model_back_and_another_adapter_loads_in_its_place() {
+    let ids = reference_ids();
+    let dir = tempfile::tempdir().unwrap();
+    let mut adapters = Vec::new();
+    for (i, targets) in [["q_proj", "v_proj"], ["k_proj", "o_proj"]].into_iter().enumerate() {
+        let mut adapted = tiny_llama();
+        tch::manual_seed(i as i64);
+        LoraConfig::new(4).targets(targets).init_lora_weights(false).apply(&mut adapted).unwrap();
+        let path = dir.path().join(format!("adapter-{i}"));
+        peft::save(&mut adapted, &path).unwrap();
+        adapters.push((path, logits(&adapted, &ids)));
+    }
+    let mut model = tiny_llama();
+    let base = logits(&model, &ids);
+    peft::load(&mut model, &adapters[0].0).unwrap();
+    assert!(max_abs_diff(&logits(&model, &ids), &adapters[0].1) <= 1e-5, "first adapter loaded");
+    peft::merge(&mut model);
+    assert_eq!(peft::unload(&mut model).unwrap(), 2 * 2, "2 layers × 2 targets restored");
+    assert!(max_abs_diff(&logits(&model, &ids), &base) <= 1e-5, "unload gives the base model back, merged or not");
+    peft::load(&mut model, &adapters[1].0).unwrap();
+    assert!(max_abs_diff(&logits(&model, &ids), &adapters[1].1) <= 1e-5, "the second adapter in place of the first");
+
+    let mut quantized = tiny_llama();
+    LoraConfig::new(4).targets(["q_proj"]).quantize(QuantType::Nf4).apply(&mut quantized).unwrap();
+    let refused = peft::unload(&mut quantized).unwrap_err().to_string();
+    assert!(refused.contains("4-bit") && refused.contains("load the base model again"), "{refused}");
+}
+
+#[test]
 fn merged_lora_exports_a_hugging_face_folder_that_transformers_and_tunebook_load() {
     let ids = reference_ids();
     let mut model = tiny_llama();

@@ -5,6 +5,7 @@ SPLIT_DIR holds train/validation/test.jsonl as tunebook wrote them (text, label,
 Prints JSON: test accuracy, macro F1, training seconds and training examples/s.
 """
 import json
+import math
 import os
 import sys
 import tempfile
@@ -36,6 +37,10 @@ data = raw.map(encode, batched=True, remove_columns=raw["train"].column_names)
 tf.set_seed(settings["seed"])
 model = tf.AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
 
+# transformers 5 takes warmup as steps; tunebook rounds warmup_ratio × total steps up.
+total_steps = math.ceil(len(data["train"]) / settings["batch_size"]) * settings["epochs"]
+warmup_steps = math.ceil(settings["warmup_ratio"] * total_steps)
+
 with tempfile.TemporaryDirectory() as out_dir:
     args = tf.TrainingArguments(
         output_dir=out_dir,
@@ -43,7 +48,7 @@ with tempfile.TemporaryDirectory() as out_dir:
         num_train_epochs=settings["epochs"],
         per_device_train_batch_size=settings["batch_size"],
         per_device_eval_batch_size=128,
-        warmup_ratio=settings["warmup_ratio"],
+        warmup_steps=warmup_steps,
         weight_decay=settings["weight_decay"],
         lr_scheduler_type="linear",
         eval_strategy="no",

@@ -204,6 +204,46 @@ pub fn unmerge(model: &mut Model) -> usize {
     unmerged
 }
 
+/// Removes every injected method — LoRA (unmerged first), adapters, `modules_to_save`
+/// copies, the soft prompt — and gives back the plain base model, so another adapter can be
+/// loaded in its place: `peft::unload(&mut model)?; peft::load(&mut model, "other")?;`.
+/// Returns the number of layers restored. A model with 4-bit (QLoRA) base weights is an
+/// error and stays as it was: its full-precision weights are gone, reload the base model.
+///
+/// ```no_run
+/// use tunebook::{peft, Model};
+/// let mut model = Model::from_pretrained("smollm2-135m-instruct")?;
+/// peft::load(&mut model, "runs/support-bot/adapter")?;
+/// // ... compare, then switch to another adapter on the same base:
+/// peft::unload(&mut model)?;
+/// peft::load(&mut model, "runs/sql-bot/adapter")?;
+/// # Ok::<(), tunebook::Error>(())
+/// ```
+pub fn unload(model: &mut Model) -> Result<usize> {
+    let mut quantized = None;
+    visit_hooks_mut(model, |name, linear| {
+        let any = linear.hook.as_ref().expect("visit_hooks_mut visits hooked layers").as_any();
+        let four_bit = any.downcast_ref::<LoraLayer>().is_some_and(|l| l.quantized.is_some())
+            || any.downcast_ref::<super::qlora::Quantized4bit>().is_some();
+        if four_bit && quantized.is_none() {
+            quantized = Some(name.to_string());
+        }
+    });
+    if let Some(layer) = quantized {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{layer}` holds 4-bit base weights (QLoRA), which cannot be turned back into the original: load the base model again"
+        )));
+    }
+    unmerge(model);
+    let mut restored = 0;
+    visit_hooks_mut(model, |_, linear| {
+        linear.hook = None;
+        restored += 1;
+    });
+    model.soft_prompt = None;
+    Ok(restored)
+}
+
 /// A trainable copy of a linear layer (typically the classification head), as PEFT's
 /// `modules_to_save`: the original stays frozen and comes back when adapters are disabled.
 pub struct ModulesToSave {

@@ -29,7 +29,7 @@ mod save;
 
 pub use adapter::{Activation, AdapterConfig, AdapterPlacement};
 pub use common::{
-    disable_adapters, enable_adapters, freeze, merge, trainable_parameters, unmerge, with_adapters_disabled, ModulesToSave,
+    disable_adapters, enable_adapters, freeze, merge, trainable_parameters, unload, unmerge, with_adapters_disabled, ModulesToSave,
     ParameterRow, TrainableParameters,
 };
 pub use full::FullFineTuning;
