@@ -21,4 +21,4 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 echo "[test] notebooks: nbclient and JupyterLab against the installed kernel (first time: ~30 min to prebuild)"
-cargo test -p tunebook-kernel --test notebooks -- --ignored
+cargo test --workspace --test notebooks -- --ignored
