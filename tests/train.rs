@@ -381,3 +381,32 @@ fn smollm2_lora_on_chatterbot_pairs_lowers_validation_loss() {
     // 24 held-out pairs the adapter never saw: the chatbot's reply style carries over.
     assert!(after < before - 0.02, "validation loss {before:.3} → {after:.3}");
 }
+
+#[test]
+fn gradient_checkpointing_trains_exactly_like_keeping_activations() {
+    use tunebook::peft::LoraConfig;
+    let _lock = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // LoRA dropout makes the recomputation replay random draws; full fine-tuning checks
+    // that frozen-free layers get the same gradients through the recomputed graph.
+    let run = |name: &str, lora: bool, checkpointing: bool| {
+        let mut m = model(&tmp.path().join("llama"), Task::CausalLm);
+        if lora {
+            LoraConfig::new(4).alpha(8.0).dropout(0.1).all_linear().init_lora_weights(false).apply(&mut m).unwrap();
+        }
+        let args = TrainingArgs { max_steps: 5, gradient_checkpointing: checkpointing, save_strategy: IntervalStrategy::No, ..args(&tmp.path().join(name)) };
+        let mut t = Trainer::new(m, args).train_data(causal_data(8));
+        let curve = losses(&t.train().unwrap().loss_curve);
+        let params: Vec<Tensor> = t.model.named_parameters().into_iter().map(|(_, p)| p.detach().copy()).collect();
+        (curve, params)
+    };
+    for lora in [false, true] {
+        let (kept, kept_params) = run("kept", lora, false);
+        let (recomputed, recomputed_params) = run("recomputed", lora, true);
+        for (a, b) in kept.iter().zip(&recomputed) {
+            assert!((a - b).abs() < 1e-5, "lora={lora}: {kept:?} vs {recomputed:?}");
+        }
+        let worst = kept_params.iter().zip(&recomputed_params).map(|(a, b)| tunebook_tests::max_abs_diff(a, b)).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "lora={lora}: parameters differ by {worst}");
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p tunebook --bench methods` prints a markdown table: trainable parameters,
 //! bytes of model weights in memory, peak process memory (VmHWM, reset before each method)
-//! during AdamW training steps, and mean step time (batch 4 × 64 tokens).
+//! during AdamW training steps, and mean step time (batch 4 × 64 tokens). Rows marked
+//! "+ checkpointing" recompute each layer in the backward pass instead of keeping it.
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use tunebook::loss::causal_lm_loss;
@@ -19,14 +20,19 @@ const STEPS: usize = 3;
 
 type Apply = fn(&mut Model) -> Result<peft::TrainableParameters>;
 
-fn methods() -> Vec<(&'static str, Apply)> {
+/// Name, how to apply the method, and whether gradient checkpointing is on.
+fn methods() -> Vec<(&'static str, Apply, bool)> {
+    let lora: Apply = |m| LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).apply(m);
+    let qlora: Apply = |m| LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).quantize(QuantType::Nf4).apply(m);
     vec![
-        ("full", |m| FullFineTuning::new().apply(m)),
-        ("LoRA r=8 q,v", |m| LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).apply(m)),
-        ("QLoRA NF4 r=8 q,v", |m| LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]).quantize(QuantType::Nf4).apply(m)),
-        ("Pfeiffer adapters 64", |m| AdapterConfig::pfeiffer(64).apply(m)),
-        ("Houlsby adapters 64", |m| AdapterConfig::houlsby(64).apply(m)),
-        ("prompt tuning 20", |m| PromptTuningConfig::new(20).apply(m)),
+        ("full", |m| FullFineTuning::new().apply(m), false),
+        ("LoRA r=8 q,v", lora, false),
+        ("LoRA r=8 q,v + checkpointing", lora, true),
+        ("QLoRA NF4 r=8 q,v", qlora, false),
+        ("QLoRA NF4 r=8 q,v + checkpointing", qlora, true),
+        ("Pfeiffer adapters 64", |m| AdapterConfig::pfeiffer(64).apply(m), false),
+        ("Houlsby adapters 64", |m| AdapterConfig::houlsby(64).apply(m), false),
+        ("prompt tuning 20", |m| PromptTuningConfig::new(20).apply(m), false),
     ]
 }
 
@@ -45,9 +51,10 @@ fn main() {
     let options = LoadOptions::default().device(Device::Cpu).kind(Kind::Float);
     println!("| method | trainable params | trainable % | weight MiB | peak RSS MiB (train step) | step s |");
     println!("|---|---|---|---|---|---|");
-    for (name, apply) in methods() {
+    for (name, apply, checkpointing) in methods() {
         let mut model = Model::from_pretrained_with("smollm2-135m-instruct", options.clone()).expect("run scripts/setup.sh first");
         let report = apply(&mut model).expect("method applies to SmolLM2");
+        model.set_gradient_checkpointing(checkpointing);
         let bytes = weight_bytes(&mut model);
         tch::manual_seed(0);
         let ids = Tensor::randint(model.tokenizer().unwrap().vocab_size() as i64, [BATCH, SEQ], (Kind::Int64, Device::Cpu));

@@ -3,6 +3,7 @@
 //! Fine-tune language models cell by cell: load a pretrained model, look at the data,
 //! pick a method (full, LoRA, QLoRA, adapters, prompt tuning), train, evaluate, export.
 
+pub mod autograd;
 pub mod data;
 pub mod device;
 pub mod display;

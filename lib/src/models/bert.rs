@@ -1,7 +1,7 @@
 //! BERT encoders, including MiniLM (sentence-transformers checkpoints without the
 //! `bert.` prefix load too).
 use super::{check_positive, Forward};
-use crate::nn::{attention_bias, join, Embedding, KvCache, LayerNorm, Linear, Module, Weights};
+use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerNorm, Linear, Module, Weights};
 use crate::Result;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -147,6 +147,7 @@ pub struct Bert {
     pub token_type_embeddings: Embedding,
     pub embeddings_norm: LayerNorm,
     pub layers: Vec<Layer>,
+    checkpointing: Checkpointing,
 }
 
 impl Bert {
@@ -165,6 +166,7 @@ impl Bert {
                 .map(|i| Layer::load(w, &format!("bert.encoder.layer.{i}"), c))
                 .collect::<Result<Vec<_>>>()?,
             config,
+            checkpointing: Checkpointing::default(),
         })
     }
 }
@@ -181,7 +183,8 @@ impl Forward for Bert {
         let mut x = self.embeddings_norm.forward(&x);
         let mask = attention_bias(t, 0, attention_mask, None, false, device);
         for layer in &self.layers {
-            x = layer.forward(&x, mask.as_ref());
+            let mask = mask.as_ref().map(Tensor::shallow_clone);
+            x = self.checkpointing.run(layer, &x, move |layer, x| layer.forward(x, mask.as_ref()));
         }
         x
     }
@@ -190,6 +193,9 @@ impl Forward for Bert {
     }
     fn hidden_size(&self) -> i64 {
         self.config.hidden_size
+    }
+    fn checkpointing_mut(&mut self) -> &mut Checkpointing {
+        &mut self.checkpointing
     }
 }
 

@@ -4,7 +4,7 @@
 //! into ordinary `[out, in]` linears on load. [`CONV1D_LAYERS`] names them so exporters
 //! transpose back (PEFT calls this `fan_in_fan_out`).
 use super::{check_positive, position_ids, Forward};
-use crate::nn::{attention_bias, join, Embedding, KvCache, LayerCache, LayerNorm, Linear, Module, Weights};
+use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerCache, LayerNorm, Linear, Module, Weights};
 use crate::Result;
 use serde::Deserialize;
 use tch::Tensor;
@@ -135,6 +135,7 @@ pub struct Gpt2 {
     pub wpe: Embedding,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    checkpointing: Checkpointing,
 }
 
 impl Gpt2 {
@@ -145,7 +146,7 @@ impl Gpt2 {
         let wpe = Embedding { weight: w.take("transformer.wpe.weight", &[c.n_positions, c.n_embd])? };
         let h = (0..c.n_layer).map(|i| Block::load(w, &format!("transformer.h.{i}"), c)).collect::<Result<Vec<_>>>()?;
         let ln_f = layer_norm(w, "transformer.ln_f", c)?;
-        Ok(Gpt2 { config, wte, wpe, h, ln_f })
+        Ok(Gpt2 { config, wte, wpe, h, ln_f, checkpointing: Checkpointing::default() })
     }
 }
 
@@ -160,7 +161,13 @@ impl Forward for Gpt2 {
         let mask = attention_bias(t, past, attention_mask, segments, true, device);
         let mut x = embeds + self.wpe.forward(&positions);
         for (i, block) in self.h.iter().enumerate() {
-            x = block.forward(&x, mask.as_ref(), cache.as_deref_mut().map(|c| &mut c.layers[i]));
+            x = match cache.as_deref_mut() {
+                Some(c) => block.forward(&x, mask.as_ref(), Some(&mut c.layers[i])),
+                None => {
+                    let mask = mask.as_ref().map(Tensor::shallow_clone);
+                    self.checkpointing.run(block, &x, move |block, x| block.forward(x, mask.as_ref(), None))
+                }
+            };
         }
         self.ln_f.forward(&x)
     }
@@ -169,6 +176,9 @@ impl Forward for Gpt2 {
     }
     fn hidden_size(&self) -> i64 {
         self.config.n_embd
+    }
+    fn checkpointing_mut(&mut self) -> &mut Checkpointing {
+        &mut self.checkpointing
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Llama family: Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2 (q/k/v bias).
 //! Grouped-query attention, RMSNorm, SwiGLU, rotary positions; tied or untied embeddings.
 use super::{check_positive, Forward};
-use crate::nn::{attention_bias, Embedding, KvCache, LayerCache, Linear, Module, RmsNorm, Rope, RopeScaling, Weights};
+use crate::nn::{attention_bias, Checkpointing, Embedding, KvCache, LayerCache, Linear, Module, RmsNorm, Rope, RopeScaling, Weights};
 use crate::Result;
 use serde::Deserialize;
 use tch::Tensor;
@@ -224,6 +224,7 @@ pub struct Llama {
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     rope: Rope,
+    checkpointing: Checkpointing,
 }
 
 impl Llama {
@@ -236,7 +237,7 @@ impl Llama {
         let norm = load_rms(w, "model.norm", &config)?;
         let (theta, scaling) = config.rope();
         let rope = Rope::new(config.head_dim(), theta, scaling, w.device)?;
-        Ok(Llama { embed_tokens: Embedding { weight: embed }, layers, norm, rope, config })
+        Ok(Llama { embed_tokens: Embedding { weight: embed }, layers, norm, rope, config, checkpointing: Checkpointing::default() })
     }
 }
 
@@ -253,8 +254,13 @@ impl Forward for Llama {
         let mask = attention_bias(t, past, attention_mask, segments, true, device);
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = layer.forward(&h, &cos, &sin, mask.as_ref(), layer_cache);
+            h = match cache.as_deref_mut() {
+                Some(c) => layer.forward(&h, &cos, &sin, mask.as_ref(), Some(&mut c.layers[i])),
+                None => {
+                    let (cos, sin, mask) = (cos.shallow_clone(), sin.shallow_clone(), mask.as_ref().map(Tensor::shallow_clone));
+                    self.checkpointing.run(layer, &h, move |layer, h| layer.forward(h, &cos, &sin, mask.as_ref(), None))
+                }
+            };
         }
         self.norm.forward(&h)
     }
@@ -264,6 +270,9 @@ impl Forward for Llama {
     }
     fn hidden_size(&self) -> i64 {
         self.config.hidden_size
+    }
+    fn checkpointing_mut(&mut self) -> &mut Checkpointing {
+        &mut self.checkpointing
     }
 }
 

@@ -21,7 +21,7 @@ pub use loader::LoadOptions;
 pub use model::{Model, ModelInfo, ModelSummary};
 pub use source::{shipped_models, site_packages, venv_dir, ModelSource};
 
-use crate::nn::{KvCache, Module};
+use crate::nn::{Checkpointing, KvCache, Module};
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -36,6 +36,8 @@ pub trait Forward: Module + Send {
     fn forward_embeds(&self, embeds: &Tensor, attention_mask: Option<&Tensor>, segments: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor;
     fn num_layers(&self) -> usize;
     fn hidden_size(&self) -> i64;
+    /// Switches gradient checkpointing of the layer stack (see [`Model::set_gradient_checkpointing`]).
+    fn checkpointing_mut(&mut self) -> &mut Checkpointing;
 }
 
 /// Position of each token: from the padding mask (left-padded batches start at 0 at their

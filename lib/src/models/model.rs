@@ -175,6 +175,20 @@ impl Model {
         hidden.narrow(1, n, hidden.size()[1] - n)
     }
 
+    /// Gradient checkpointing (transformers' `gradient_checkpointing_enable()`): while
+    /// training, each layer's activations are recomputed in the backward pass instead of
+    /// kept, so memory stops growing with layers × batch × sequence at the cost of one
+    /// more forward pass. Gradients are the same (dropout masks are replayed).
+    ///
+    /// ```no_run
+    /// let mut model = tunebook::Model::from_pretrained("smollm2-135m-instruct")?;
+    /// model.set_gradient_checkpointing(true);
+    /// # Ok::<(), tunebook::Error>(())
+    /// ```
+    pub fn set_gradient_checkpointing(&mut self, enabled: bool) {
+        self.backbone.checkpointing_mut().set_enabled(enabled);
+    }
+
     /// A cache sized for this model's layers.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.backbone.num_layers())

@@ -1,11 +1,13 @@
 //! Building blocks shared by every model family: layers with `forward`, the weight
 //! loader, attention masks, and the walk over parameters that fine-tuning methods use.
 mod attention;
+mod checkpoint;
 mod layers;
 mod module;
 mod weights;
 
 pub use attention::{attention_bias, rotate_half, KvCache, LayerCache, Rope, RopeScaling};
+pub use checkpoint::Checkpointing;
 pub use layers::{Embedding, LayerNorm, Linear, LinearHook, RmsNorm, PACKED_4BIT_SUFFIX};
 pub use module::{join, Module, NamedTensors};
 pub use weights::Weights;

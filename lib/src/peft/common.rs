@@ -319,16 +319,6 @@ pub(crate) fn linear_names(model: &mut Model) -> Vec<String> {
     names
 }
 
-/// Whether autograd is recording: dropout only applies while training (tunebook models
-/// have no train/eval switch; evaluation runs under `tch::no_grad`).
-pub(crate) fn grad_enabled() -> bool {
-    // at_grad_set_enabled returns the previous state; set it straight back.
-    unsafe {
-        let previous = torch_sys::at_grad_set_enabled(1);
-        torch_sys::at_grad_set_enabled(previous);
-        previous != 0
-    }
-}
 
 /// `nn.Linear`'s default init (kaiming uniform, a = √5): U(−1/√fan_in, 1/√fan_in), as PEFT
 /// initialises LoRA A.

@@ -200,9 +200,6 @@ impl TrainingArgs {
         if self.early_stopping_patience.is_some() && self.eval_strategy == IntervalStrategy::No {
             return bad("early_stopping_patience", "needs an eval_strategy other than \"no\"".into());
         }
-        if self.gradient_checkpointing {
-            return bad("gradient_checkpointing", "not supported yet by tunebook's models; set it to false".into());
-        }
         Ok(())
     }
 

@@ -243,6 +243,7 @@ impl Trainer {
         if self.args.bf16 && self.model.kind() != Kind::BFloat16 {
             return Err(Error::InvalidArgument(format!("bf16 = true but the model computes in {:?}: load it with kind BFloat16", self.model.kind())));
         }
+        self.model.set_gradient_checkpointing(self.args.gradient_checkpointing);
         let params = self.trainable();
         if params.is_empty() {
             return Err(Error::InvalidArgument(

@@ -1,7 +1,7 @@
 //! The LoRA layer: `y = base(x) + B·A·dropout(x) · scale`, hooked onto a `Linear`.
 use super::LoraConfig;
 use crate::nn::{join, Linear, LinearHook};
-use crate::peft::common::{grad_enabled, PACKED_4BIT_SUFFIX};
+use crate::peft::common::PACKED_4BIT_SUFFIX;
 use crate::peft::qlora::QuantizedWeight;
 use std::sync::Arc;
 use tch::Tensor;
@@ -45,13 +45,13 @@ impl LoraLayer {
 impl LinearHook for LoraLayer {
     fn forward(&self, base: &Linear, x: &Tensor) -> Tensor {
         let out = match &self.quantized {
-            Some(q) => x.linear(&q.dequantize(x.kind()), base.bias.as_ref()),
+            Some(q) => q.linear(x, base.bias.as_ref()),
             None => base.base_forward(x),
         };
         if !self.enabled || self.merged {
             return out;
         }
-        let x = if self.dropout > 0.0 && grad_enabled() { x.dropout(self.dropout, true) } else { x.shallow_clone() };
+        let x = if self.dropout > 0.0 && crate::autograd::training() { x.dropout(self.dropout, true) } else { x.shallow_clone() };
         out + x.linear::<Tensor>(&self.a, None).linear::<Tensor>(&self.b, None) * self.scaling
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {

@@ -94,6 +94,15 @@ enum Scales {
 }
 
 impl Scales {
+    fn shallow_clone(&self) -> Scales {
+        match self {
+            Scales::Plain(t) => Scales::Plain(t.shallow_clone()),
+            Scales::Double { codes, scale, offset, blocks } => {
+                Scales::Double { codes: codes.shallow_clone(), scale: scale.shallow_clone(), offset: *offset, blocks: *blocks }
+            }
+        }
+    }
+
     fn quantize(absmax: &Tensor, double: bool) -> Scales {
         if !double {
             return Scales::Plain(absmax.shallow_clone());
@@ -169,6 +178,28 @@ impl QuantizedWeight {
         values.flatten(0, -1).narrow(0, 0, self.numel()).view(self.shape.as_slice()).to_kind(kind)
     }
 
+    /// `x · Wᵀ + bias` with the frozen 4-bit weight. While training, the dequantized weight
+    /// is not kept for the backward pass but dequantized again there (as bitsandbytes
+    /// does), so a QLoRA step holds one layer's fp32 weight at a time, not all of them.
+    pub fn linear(&self, x: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        if !crate::autograd::grad_enabled() {
+            return x.linear(&self.dequantize(x.kind()), bias);
+        }
+        let (weight, recompute) = (self.shallow_clone(), self.shallow_clone());
+        let bias = bias.map(Tensor::shallow_clone);
+        crate::autograd::function(
+            x,
+            false,
+            move |x| x.linear(&weight.dequantize(x.kind()), bias.as_ref()),
+            // Weight and bias are frozen: only the input's gradient, grad · W.
+            move |_, grad_output| grad_output.matmul(&recompute.dequantize(grad_output.kind())),
+        )
+    }
+
+    fn shallow_clone(&self) -> QuantizedWeight {
+        QuantizedWeight { packed: self.packed.shallow_clone(), scales: self.scales.shallow_clone(), shape: self.shape.clone(), quant_type: self.quant_type }
+    }
+
     /// The per-block absolute maxima as used by [`dequantize`](Self::dequantize) (after
     /// double quantization when it is on).
     pub fn absmax(&self) -> Tensor {
@@ -197,7 +228,7 @@ pub struct Quantized4bit {
 
 impl LinearHook for Quantized4bit {
     fn forward(&self, base: &Linear, x: &Tensor) -> Tensor {
-        x.linear(&self.weight.dequantize(x.kind()), base.bias.as_ref())
+        self.weight.linear(x, base.bias.as_ref())
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, PACKED_4BIT_SUFFIX), &self.weight.packed);
@@ -258,4 +289,26 @@ pub fn storage(model: &mut Model) -> QuantizedStorage {
         }
     });
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dequantizing_again_in_backward_gives_the_usual_input_gradient() {
+        tch::manual_seed(5);
+        let w = QuantizedWeight::quantize(&Tensor::randn([48, 80], (Kind::Float, tch::Device::Cpu)), QuantType::Nf4, true).unwrap();
+        let bias = Tensor::randn([48], (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::randn([2, 3, 80], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let probe = Tensor::randn([2, 3, 48], (Kind::Float, tch::Device::Cpu));
+        let plain = x.linear(&w.dequantize(Kind::Float), Some(&bias));
+        (&plain * &probe).sum(Kind::Float).backward();
+        let expected = x.grad().copy();
+        let _ = x.grad().zero_();
+        let recomputed = w.linear(&x, Some(&bias));
+        assert!(recomputed.allclose(&plain, 1e-6, 1e-6, false));
+        (&recomputed * &probe).sum(Kind::Float).backward();
+        assert!(x.grad().allclose(&expected, 1e-5, 1e-5, false));
+    }
 }
