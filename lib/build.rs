@@ -17,11 +17,23 @@ fn main() {
 
 fn compile_shim(lib: &std::path::Path) {
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
-    let sources = ["shim/autograd.cpp"];
+    let sources = ["shim/autograd.cpp", "shim/distributed.cpp"];
     for source in sources {
         println!("cargo:rerun-if-changed={source}");
     }
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        // NCCL process groups: ProcessGroupNCCL.hpp needs the CUDA runtime and NCCL headers,
+        // which the torch wheel's nvidia-* dependencies (and scripts/requirements.txt) ship.
+        let nvidia = include.parent().and_then(|torch| torch.parent()).expect("torch sits in site-packages").join("nvidia");
+        build
+            .define("USE_C10D_NCCL", None)
+            .define("USE_CUDA", None)
+            .define("TUNEBOOK_NCCL", None)
+            .include(nvidia.join("cu13/include"))
+            .include(nvidia.join("nccl/include"));
+    }
+    build
         .cpp(true)
         .files(sources)
         .include(&include)
@@ -30,6 +42,8 @@ fn compile_shim(lib: &std::path::Path) {
         // The PyPI wheels are built with the new libstdc++ ABI, as torch-sys assumes.
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // ProcessGroupGloo.hpp is guarded by this; the wheel's libtorch_cpu has Gloo built in.
+        .define("USE_C10D_GLOO", None)
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(false)
         .opt_level(2)

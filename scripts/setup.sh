@@ -44,4 +44,13 @@ if [ ! -f "$vader/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt" ]; then
   rm -rf "$tmp"
 fi
 
+# The torch wheel ships c10d's headers but not those of Gloo, which ProcessGroupGloo.hpp
+# includes (declarations only: the code is inside libtorch_cpu). Debian packages them;
+# the download is pinned by hash and the headers go next to torch's own.
+torch_include=$(echo "$venv"/lib/python3*/site-packages/torch/include)
+if [ ! -f "$torch_include/gloo/rendezvous/store.h" ]; then
+  say "adding Gloo's headers (Debian libgloo-dev) to $torch_include"
+  "$venv/bin/python" scripts/fetch_gloo_headers.py "$torch_include"
+fi
+
 say "Python environment and data ready in $venv"

@@ -299,3 +299,122 @@ fn stderr_of(args: &[&str]) -> String {
     assert!(!output.status.success());
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Data-parallel settings for the quick-start recipe: no dropout (its masks depend on how
+/// the batch is split) and no evaluation, so runs differ only in how many workers share a step.
+fn data_parallel(output_dir: &Path, batch_per_worker: usize, max_steps: usize) -> Vec<String> {
+    vec![
+        format!("training.output_dir={}", output_dir.display()),
+        format!("training.per_device_train_batch_size={batch_per_worker}"),
+        format!("training.max_steps={max_steps}"),
+        "training.eval_strategy=no".into(),
+        "training.save_steps=2".into(),
+        "method.dropout=0".into(),
+        "data.max_len=64".into(),
+    ]
+}
+
+/// Every tensor of a safetensors file, flattened, by name.
+fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut named = tch::Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+#[test]
+fn two_gloo_workers_with_batch_b_train_like_one_process_with_batch_2b() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    assert_success(&run(&command_line("train", "quickstart-lora.toml", &data_parallel(&one, 4, 3))));
+    let mut args = command_line("train", "quickstart-lora.toml", &data_parallel(&two, 2, 3));
+    args.extend(["--nproc".into(), "2".into()]);
+    let output = run(&args);
+    assert_success(&output);
+
+    // Same losses and, after 3 AdamW steps, the same adapter weights up to fp32 rounding.
+    let (single, parallel) = (step_losses(&one), step_losses(&two));
+    assert_eq!(single.len(), 3, "rank 0 alone writes the log: one line per step");
+    assert_eq!(parallel.len(), 3, "rank 0 alone writes the log: one line per step");
+    for ((_, a), (_, b)) in single.iter().zip(&parallel) {
+        assert!((a - b).abs() < 1e-5, "{single:?} vs {parallel:?}");
+    }
+    let (a, b) = (tensors(&one.join("final/adapter_model.safetensors")), tensors(&two.join("final/adapter_model.safetensors")));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let diff = tunebook_tests::max_abs_diff(x, y);
+        assert!(diff < 1e-4, "{name} differs by {diff}");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("trained 3 steps").count(), 1, "only rank 0 reports: {stdout}");
+    assert!(two.join("checkpoint-2/trainer_state.json").is_file());
+
+    // A checkpoint continues only with the world size that wrote it.
+    let mut resume = command_line("train", "quickstart-lora.toml", &data_parallel(&two, 4, 4));
+    resume.push("--resume".into());
+    let stderr = String::from_utf8_lossy(&run(&resume).stderr).into_owned();
+    assert!(stderr.contains("written by a run of 2 worker(s); resume it with the same number, not 1"), "{stderr}");
+}
+
+#[test]
+fn a_killed_worker_stops_the_others_with_an_error_and_the_last_checkpoint_stays_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = command_line("train", "quickstart-lora.toml", &data_parallel(&out, 1, 200));
+    let port = tunebook::distributed::free_port().unwrap().to_string();
+    // Started the way torchrun starts workers: the same command with its variables set.
+    let spawn = |rank: &str| {
+        tunebook()
+            .args(&args)
+            .envs([("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())])
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (rank0, mut rank1) = (spawn("0"), spawn("1"));
+    let started = Instant::now();
+    while !out.join("checkpoint-2/trainer_state.json").is_file() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no checkpoint within 10 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rank1.kill().unwrap();
+    rank1.wait().unwrap();
+    let killed = Instant::now();
+    let output = rank0.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(killed.elapsed() < Duration::from_secs(120), "rank 0 noticed only after {:?}", killed.elapsed());
+    assert!(stderr.contains("distributed:") && stderr.contains("rank 0 of 2"), "{stderr}");
+    let latest = tunebook::train::latest_checkpoint(&out).expect("a complete checkpoint survives");
+    assert!(latest.join("model.safetensors").is_file() && latest.join("optimizer.safetensors").is_file());
+    assert!(!out.join("final").exists());
+}
+
+#[test]
+fn ctrl_c_stops_all_workers_after_the_same_step_and_they_resume_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = command_line("train", "quickstart-lora.toml", &data_parallel(&out, 1, 200));
+    args.extend(["--set".into(), "training.save_steps=100".into(), "--nproc".into(), "2".into()]);
+    let mut launcher = tunebook().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while step_losses(&out).len() < 2 {
+        assert!(launcher.try_wait().unwrap().is_none(), "the launch ended before its second step");
+        assert!(started.elapsed() < Duration::from_secs(600), "no training step within 10 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-INT", &launcher.id().to_string()]).status().unwrap().success());
+    let output = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stopped_at = step_losses(&out).last().unwrap().0;
+    assert!(out.join(format!("checkpoint-{stopped_at}/trainer_state.json")).is_file(), "{stderr}");
+    assert!(stderr.contains("--nproc 2 --resume"), "the hint keeps the worker count: {stderr}");
+
+    args.extend(sets(&[format!("training.max_steps={}", stopped_at + 1)]));
+    args.push("--resume".into());
+    assert_success(&run(&args));
+    let steps: Vec<u64> = step_losses(&out).iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, (1..=stopped_at + 1).collect::<Vec<_>>());
+}

@@ -5,13 +5,20 @@
 pub use tch::Device;
 use tch::Kind;
 
-/// The first CUDA device when one is usable, otherwise the CPU.
+/// A CUDA device when one is usable, otherwise the CPU. The device is this worker's own
+/// (`LOCAL_RANK`, as torchrun sets it) in a distributed launch, else the first.
 pub fn best_device() -> Device {
     if tch::Cuda::is_available() {
-        Device::Cuda(0)
+        Device::Cuda(local_gpu())
     } else {
         Device::Cpu
     }
+}
+
+/// `cuda` means this worker's GPU: one per process in a launch (`LOCAL_RANK`), else GPU 0.
+fn local_gpu() -> usize {
+    let local_rank = std::env::var("LOCAL_RANK").ok().and_then(|r| r.trim().parse::<usize>().ok()).unwrap_or(0);
+    local_rank % tch::Cuda::device_count().max(1) as usize
 }
 
 /// The dtype weights and activations use on `device` by default.
@@ -22,12 +29,12 @@ pub fn compute_kind(device: Device) -> Kind {
     }
 }
 
-/// Parses "cpu", "cuda", "cuda:1" or "auto".
+/// Parses "cpu", "cuda" (this worker's GPU), "cuda:1" or "auto".
 pub fn parse_device(name: &str) -> crate::Result<Device> {
     match name.trim() {
         "auto" => Ok(best_device()),
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
+        "cuda" => Ok(Device::Cuda(local_gpu())),
         other => other
             .strip_prefix("cuda:")
             .and_then(|i| i.parse().ok())

@@ -28,6 +28,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// Joining a process group or a collective failed (peer gone, timeout, bad launch env).
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// A chart or image could not be drawn or encoded.
     #[error("rendering {what}: {message}")]
     Render { what: String, message: String },

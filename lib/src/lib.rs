@@ -6,6 +6,7 @@
 pub mod autograd;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod display;
 pub mod error;
 pub mod generation;

@@ -266,7 +266,7 @@ impl Recipe {
             Some(dir) => trainer.resume_from_checkpoint(dir)?,
             None => trainer.train()?,
         };
-        if !summary.interrupted {
+        if !summary.interrupted && trainer.is_main_process() {
             self.save_final(&mut trainer, labels.as_ref(), &summary)?;
         }
         Ok(summary)

@@ -87,6 +87,9 @@ pub struct TrainingArgs {
     pub gradient_checkpointing: bool,
     /// bfloat16 autocast (CUDA only).
     pub bf16: bool,
+    /// Seconds a distributed worker waits for the others (rendezvous, each collective)
+    /// before failing; a worker that dies is noticed at once.
+    pub ddp_timeout: u64,
 }
 
 impl Default for TrainingArgs {
@@ -121,6 +124,7 @@ impl Default for TrainingArgs {
             seed: 42,
             gradient_checkpointing: false,
             bf16: false,
+            ddp_timeout: 1800,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct TrainerState {
     /// Mean training loss of every step.
     pub loss_curve: Vec<(usize, f64)>,
     pub eval_history: Vec<(usize, Metrics)>,
+    /// Processes of the run (data position is per worker); 0 in checkpoints from before
+    /// distributed training, meaning 1.
+    #[serde(default)]
+    pub world_size: usize,
 }
 
 fn checkpoint_step(path: &Path) -> Option<usize> {

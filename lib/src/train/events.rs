@@ -27,9 +27,10 @@ pub enum Event {
 /// A subscriber: called with every event, on the training thread.
 pub type Subscriber = Box<dyn FnMut(&Event)>;
 
-/// Appends events to `log.jsonl`; step events only every `logging_steps`.
+/// Appends events to `log.jsonl`; step events only every `logging_steps`. Workers other
+/// than rank 0 of a distributed run keep none (`file` is `None`).
 pub(crate) struct JsonlLog {
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     path: PathBuf,
     logging_steps: usize,
 }
@@ -39,17 +40,22 @@ impl JsonlLog {
         std::fs::create_dir_all(output_dir).map_err(|e| Error::io(output_dir, e))?;
         let path = output_dir.join("log.jsonl");
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(JsonlLog { file, path, logging_steps })
+        Ok(JsonlLog { file: Some(file), path, logging_steps })
+    }
+
+    pub(crate) fn none() -> Self {
+        JsonlLog { file: None, path: PathBuf::new(), logging_steps: 1 }
     }
 
     pub(crate) fn write(&mut self, event: &Event) -> Result<()> {
+        let Some(file) = &mut self.file else { return Ok(()) };
         if let Event::Step { step, .. } = event {
             if !step.is_multiple_of(self.logging_steps) {
                 return Ok(());
             }
         }
         let line = serde_json::to_string(event).expect("events are plain values");
-        writeln!(self.file, "{line}").map_err(|e| Error::io(&self.path, e))
+        writeln!(file, "{line}").map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -102,6 +108,12 @@ impl Progress {
         let mut bar = ProgressBar::new(total_steps as u64).label("Training");
         bar.set_step(start_step as u64);
         Progress { bar, view, last_draw: None }
+    }
+
+    /// Shows nothing (the workers after rank 0 of a distributed run).
+    pub(crate) fn hidden(mut self) -> Self {
+        self.view = View::Hidden;
+        self
     }
 
     pub(crate) fn observe(&mut self, event: &Event) {

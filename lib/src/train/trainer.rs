@@ -2,6 +2,7 @@
 use super::args::{IntervalStrategy, TrainingArgs};
 use super::batch::{loss_weight, TrainData};
 use crate::data::Batch;
+use crate::distributed::{Backend, ProcessGroup};
 use super::checkpoint::{self, TrainerState};
 use super::events::{Event, JsonlLog, Progress, Subscriber};
 use super::metrics::{exact_match, ClassificationReport, Metrics, Predictions};
@@ -17,7 +18,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -114,9 +115,15 @@ pub struct Trainer {
     generation_eval: Option<(Vec<(String, String)>, GenerationConfig)>,
     optimizer: Option<AdamW>,
     state: TrainerState,
+    /// Data-parallel workers: joined from torchrun's variables at `train()` when not given.
+    process_group: Option<ProcessGroup>,
 }
 
 /// One run's fixed figures.
+///
+/// `batches_per_epoch` counts this worker's micro-batches: with W workers each sees every
+/// W-th example of the epoch's order (torch's DistributedSampler).
+
 struct Plan {
     batches_per_epoch: usize,
     total_steps: usize,
@@ -136,7 +143,28 @@ impl Trainer {
             generation_eval: None,
             optimizer: None,
             state: TrainerState::default(),
+            process_group: None,
         }
+    }
+
+    /// Trains data-parallel in `group`: each worker takes its share of every epoch, the
+    /// gradients of the trainable parameters are summed across workers before each
+    /// optimizer step, and only rank 0 writes logs and checkpoints. Not needed under
+    /// torchrun or `tunebook train --nproc N`: `train()` joins the group its environment
+    /// describes.
+    pub fn process_group(mut self, group: ProcessGroup) -> Self {
+        self.process_group = Some(group);
+        self
+    }
+
+    /// Whether this process writes logs, checkpoints and final weights (rank 0, or the
+    /// only process).
+    pub fn is_main_process(&self) -> bool {
+        self.process_group.as_ref().is_none_or(ProcessGroup::is_main)
+    }
+
+    fn world(&self) -> (usize, usize) {
+        self.process_group.as_ref().map_or((0, 1), |g| (g.rank, g.world_size))
     }
 
     pub fn train_data(mut self, data: impl TrainData + 'static) -> Self {
@@ -206,7 +234,8 @@ impl Trainer {
 
     fn plan(&self, data: &dyn TrainData) -> Plan {
         let args = &self.args;
-        let batches_per_epoch = data.len().div_ceil(args.per_device_train_batch_size);
+        let (_, world_size) = self.world();
+        let batches_per_epoch = data.len().div_ceil(world_size).div_ceil(args.per_device_train_batch_size);
         let steps_per_epoch = batches_per_epoch.div_ceil(args.gradient_accumulation_steps).max(1);
         let total_steps = if args.max_steps > 0 {
             args.max_steps as usize
@@ -244,6 +273,11 @@ impl Trainer {
             return Err(Error::InvalidArgument(format!("bf16 = true but the model computes in {:?}: load it with kind BFloat16", self.model.kind())));
         }
         self.model.set_gradient_checkpointing(self.args.gradient_checkpointing);
+        if self.process_group.is_none() {
+            let backend = Backend::for_device(self.model.device());
+            self.process_group = ProcessGroup::from_env(backend, Duration::from_secs(self.args.ddp_timeout))?;
+        }
+        let (rank, world_size) = self.world();
         let params = self.trainable();
         if params.is_empty() {
             return Err(Error::InvalidArgument(
@@ -262,17 +296,32 @@ impl Trainer {
             }
             None => TrainerState { seed: args.seed, ..Default::default() },
         };
+        if resume.is_some() && self.state.world_size.max(1) != world_size {
+            return Err(Error::Distributed(format!(
+                "the checkpoint was written by a run of {} worker(s); resume it with the same number, not {world_size}",
+                self.state.world_size.max(1)
+            )));
+        }
+        self.state.world_size = world_size;
+        if let Some(group) = &self.process_group {
+            // Every worker starts from rank 0's weights (fresh adapters are random).
+            group.broadcast(&params.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0)?;
+        }
         self.state.total_steps = plan.total_steps;
         self.state.warmup_steps = plan.warmup_steps;
-        let mut log = JsonlLog::open(&args.output_dir, args.logging_steps)?;
+        let main = self.is_main_process();
+        let mut log = if main { JsonlLog::open(&args.output_dir, args.logging_steps)? } else { JsonlLog::none() };
         let mut progress = Progress::new(plan.total_steps, self.state.global_step, &self.state.loss_curve, &self.state.eval_history);
+        if !main {
+            progress = progress.hidden();
+        }
         install_interrupt_handler();
         STOP.store(false, Ordering::SeqCst);
         let trainable_parameters = params.iter().map(|(_, t)| t.numel() as i64).sum();
         let begin = Event::TrainBegin { total_steps: plan.total_steps, start_step: self.state.global_step, num_examples: plan.num_examples, trainable_parameters };
         self.emit(begin, &mut log, &mut progress)?;
 
-        let mut order = self.epoch_order(data.len());
+        let mut order = self.epoch_order(data.len(), rank, world_size);
         let (mut interrupted, mut early_stopped) = (false, false);
         let mut last_checkpoint = resume.clone();
         while self.state.global_step < plan.total_steps {
@@ -287,7 +336,7 @@ impl Trainer {
                     data.collate(indices, self.model.device())
                 })
                 .collect::<Result<Vec<Batch>>>()?;
-            let (loss, tokens) = self.accumulate_gradients(&batches)?;
+            let (loss, tokens) = self.accumulate_gradients(&batches, &params)?;
             let grad_norm = clip_gradients(&params, args.max_grad_norm);
             let lr = schedule::learning_rate(args.lr_scheduler_type, args.learning_rate, self.state.global_step, plan.warmup_steps, plan.total_steps);
             optimizer.step(lr);
@@ -305,7 +354,7 @@ impl Trainer {
             if epoch_done {
                 self.state.epoch += 1;
                 self.state.batch_in_epoch = 0;
-                order = self.epoch_order(data.len());
+                order = self.epoch_order(data.len(), rank, world_size);
                 self.emit(Event::EpochEnd { epoch: self.state.epoch, step }, &mut log, &mut progress)?;
             }
             let due = |strategy: IntervalStrategy, every: usize| match strategy {
@@ -322,15 +371,24 @@ impl Trainer {
                 self.emit(Event::Eval { step, epoch: epoch_now, metrics: eval.metrics.clone() }, &mut log, &mut progress)?;
                 improved = self.track_best(&eval.metrics)?;
             }
-            let stop_requested = STOP.swap(false, Ordering::SeqCst);
+            let stop_requested = self.all_agree_to_stop(STOP.swap(false, Ordering::SeqCst))?;
             let save_now = due(args.save_strategy, args.save_steps) || stop_requested || (finished && args.save_strategy != IntervalStrategy::No);
             if save_now {
                 if improved {
                     self.state.best_checkpoint = Some(checkpoint::folder(&args.output_dir, step));
                 }
-                let dir = checkpoint::save(&args.output_dir, &params, &optimizer, &self.state, &args)?;
-                if let Some(limit) = args.save_total_limit {
-                    checkpoint::rotate(&args.output_dir, limit, self.state.best_checkpoint.as_deref());
+                let dir = if main {
+                    let dir = checkpoint::save(&args.output_dir, &params, &optimizer, &self.state, &args)?;
+                    if let Some(limit) = args.save_total_limit {
+                        checkpoint::rotate(&args.output_dir, limit, self.state.best_checkpoint.as_deref());
+                    }
+                    dir
+                } else {
+                    checkpoint::folder(&args.output_dir, step)
+                };
+                if let Some(group) = &self.process_group {
+                    // Nobody reads (load best, resume) a checkpoint rank 0 is still writing.
+                    group.barrier()?;
                 }
                 self.emit(Event::CheckpointSaved { step, path: dir.clone() }, &mut log, &mut progress)?;
                 last_checkpoint = Some(dir);
@@ -380,39 +438,66 @@ impl Trainer {
         }
     }
 
-    /// The example order of the current epoch: a shuffle seeded by (seed, epoch), so the
-    /// data position of a checkpoint is just (epoch, batch).
-    fn epoch_order(&self, len: usize) -> Vec<usize> {
+    /// This worker's example order for the current epoch: a shuffle seeded by (seed,
+    /// epoch), so the data position of a checkpoint is just (epoch, batch); with several
+    /// workers, every `world_size`-th example from `rank`, the order first padded by
+    /// wrapping around so all workers get the same count (DistributedSampler semantics).
+    fn epoch_order(&self, len: usize, rank: usize, world_size: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..len).collect();
         let seed = self.state.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.state.epoch as u64);
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        order
+        if world_size == 1 {
+            return order;
+        }
+        let padded = len.div_ceil(world_size) * world_size;
+        (rank..padded).step_by(world_size).map(|i| order[i % len]).collect()
+    }
+
+    /// Whether any worker asked to stop (Ctrl-C reaches them at slightly different steps);
+    /// all then stop after the same step.
+    fn all_agree_to_stop(&self, stop_here: bool) -> Result<bool> {
+        match &self.process_group {
+            Some(group) => Ok(group.sum(if stop_here { 1.0 } else { 0.0 })? > 0.0),
+            None => Ok(stop_here),
+        }
     }
 
     /// Forward + backward over the micro-batches of one optimizer step. Losses are weighted
     /// so the gradient equals that of one big batch: by predicted tokens (causal LM) or
     /// examples (classification). Returns the step's mean loss and its token count.
-    fn accumulate_gradients(&self, batches: &[Batch]) -> Result<(f64, i64)> {
+    ///
+    /// With several workers the weights are over all workers' batches and the gradients
+    /// are summed across workers, so the step equals one process seeing every batch.
+    fn accumulate_gradients(&self, batches: &[Batch], params: &NamedTensors) -> Result<(f64, i64)> {
         let weights: Vec<i64> = batches.iter().map(loss_weight).collect();
-        let total = weights.iter().sum::<i64>().max(1) as f64;
-        let (mut loss_sum, mut tokens) = (0.0, 0);
+        let mut total = weights.iter().sum::<i64>() as f64;
+        if let Some(group) = &self.process_group {
+            total = group.sum(total)?;
+        }
+        let total = total.max(1.0);
+        let (mut loss_sum, mut tokens) = (0.0, batches.iter().map(|b| b.tokens as i64).sum::<i64>());
         for (batch, weight) in batches.iter().zip(&weights) {
             let loss = self.batch_loss(batch)? * (*weight as f64 / total);
             loss.backward();
             loss_sum += loss.double_value(&[]);
-            tokens += batch.tokens as i64;
+        }
+        if let Some(group) = &self.process_group {
+            sum_gradients(group, params)?;
+            loss_sum = group.sum(loss_sum)?;
+            tokens = group.sum(tokens as f64)? as i64;
         }
         Ok((loss_sum, tokens))
     }
 
     /// Mean loss of one batch for the model's task.
     fn batch_loss(&self, batch: &Batch) -> Result<Tensor> {
+        if self.model.task == Task::CausalLm {
+            let (sum, count) = self.model.causal_lm_loss_sum(&batch.input_ids, Some(&batch.attention_mask), batch.segments.as_ref(), &batch.labels);
+            return Ok(sum / count.clamp_min(1.0));
+        }
         let logits = self.model.forward_with(&batch.input_ids, Some(&batch.attention_mask), batch.segments.as_ref(), None);
         match &self.model.task {
-            Task::CausalLm => {
-                let (sum, count) = causal_lm_loss_sum(&logits, &batch.labels);
-                Ok(sum / count.clamp_min(1.0))
-            }
+            Task::CausalLm => unreachable!("handled above"),
             Task::SequenceClassification { .. } => Ok(classification_loss(&logits, &batch.labels)),
             Task::Embedding => Err(Error::InvalidArgument("an embedding model has no training objective: load it with a causal LM or classification task".into())),
         }
@@ -526,6 +611,26 @@ impl Trainer {
     pub fn into_model(self) -> Model {
         self.model
     }
+}
+
+/// Sums the trainable parameters' gradients across workers in one collective (flattened
+/// into a single buffer, as DDP's buckets do).
+fn sum_gradients(group: &ProcessGroup, params: &NamedTensors) -> Result<()> {
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> = params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
+        if grads.is_empty() {
+            return Ok(());
+        }
+        let flat = Tensor::cat(&grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0);
+        group.all_reduce_sum(&[&flat])?;
+        let mut offset = 0;
+        for mut g in grads {
+            let n = g.numel() as i64;
+            g.copy_(&flat.narrow(0, offset, n).view_as(&g));
+            offset += n;
+        }
+        Ok(())
+    })
 }
 
 /// Scales gradients so their global L2 norm is at most `max_norm` (0 = no clipping) and

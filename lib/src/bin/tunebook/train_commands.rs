@@ -20,6 +20,10 @@ pub struct TrainArgs {
     /// checkpoint folder given. Put it after CONFIG.
     #[arg(long, value_name = "CHECKPOINT", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
+    /// Data-parallel workers on this machine (Gloo on CPU, NCCL on CUDA), started with
+    /// torchrun's variables; per_device_train_batch_size is per worker.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nproc: usize,
     #[command(flatten)]
     overrides: OverrideArgs,
 }
@@ -64,7 +68,9 @@ fn handle_interrupts() -> Result<()> {
     ctrlc::set_handler(|| {
         let presses = INTERRUPTS.fetch_add(1, Ordering::SeqCst) + 1;
         if presses == 1 && TRAINING.load(Ordering::SeqCst) {
-            eprintln!("\ninterrupt: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)");
+            if is_main_worker() {
+                eprintln!("\ninterrupt: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)");
+            }
             request_stop();
         } else {
             eprintln!("\ninterrupted");
@@ -77,13 +83,18 @@ fn handle_interrupts() -> Result<()> {
 /// Tracks whether training runs (for the Ctrl-C handler) and, when stderr is not a
 /// terminal (no progress bar), prints one line per logged step, evaluation and checkpoint.
 fn watch(trainer: &mut Trainer, label: String) {
-    let plain = !std::io::stderr().is_terminal();
+    // Only rank 0 of a distributed run reports (its trainer draws the bar, too).
+    let (plain, main) = (!std::io::stderr().is_terminal(), is_main_worker());
+    let plain = plain && main;
     let logging_steps = trainer.args.logging_steps.max(1);
     let mut total = 0;
     trainer.on_event(move |event| match event {
         Event::TrainBegin { total_steps, start_step, num_examples, trainable_parameters } => {
             TRAINING.store(true, Ordering::SeqCst);
             total = *total_steps;
+            if !main {
+                return;
+            }
             let from = if *start_step > 0 { format!(", resuming at step {start_step}") } else { String::new() };
             eprintln!("{label}{total_steps} steps on {num_examples} rows, {trainable_parameters} trainable parameters{from}");
         }
@@ -105,17 +116,42 @@ fn metrics_line(summary: &TrainSummary) -> String {
     shown.join(", ")
 }
 
+/// `--nproc N`: this same command again as N workers (each sees WORLD_SIZE and so trains
+/// instead of launching); Ctrl-C goes to the workers, which save and stop together.
+fn launch_workers(nproc: usize) -> Result<()> {
+    ctrlc::set_handler(tunebook::distributed::interrupt_workers).context("installing the Ctrl-C handler")?;
+    let program = std::env::current_exe().context("finding the tunebook executable")?;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let status = tunebook::distributed::launch(nproc, &program, &argv, std::time::Duration::from_secs(30))?;
+    if status != 0 {
+        std::process::exit(status);
+    }
+    Ok(())
+}
+
+/// Rank 0 (or a plain run) reports; the other workers stay quiet.
+fn is_main_worker() -> bool {
+    std::env::var("RANK").map_or(true, |rank| rank.trim() == "0")
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
+    if args.nproc > 1 && std::env::var_os("WORLD_SIZE").is_none() {
+        return launch_workers(args.nproc);
+    }
     let recipe = Recipe::from_toml_file_with(&args.config, &args.overrides.resolved()?)?;
     let resume = args.resume.clone().map(|checkpoint| checkpoint.map_or(Resume::Latest, Resume::From));
     handle_interrupts()?;
     let summary = recipe
         .run_with(resume, |trainer| watch(trainer, String::new()))
         .with_context(|| format!("training {}", args.config.display()))?;
+    if !is_main_worker() {
+        std::process::exit(if summary.interrupted { INTERRUPTED_STATUS } else { 0 });
+    }
     if summary.interrupted {
         let checkpoint = summary.last_checkpoint.as_deref().map_or("(none)".into(), |p| p.display().to_string());
         eprintln!("interrupted at step {}: checkpoint saved to {checkpoint}", summary.global_step);
-        eprintln!("resume with: tunebook train {}{} --resume", shell_word(&args.config.display().to_string()), args.overrides.as_flags());
+        let workers = if args.nproc > 1 { format!(" --nproc {}", args.nproc) } else { String::new() };
+        eprintln!("resume with: tunebook train {}{}{workers} --resume", shell_word(&args.config.display().to_string()), args.overrides.as_flags());
         std::process::exit(INTERRUPTED_STATUS);
     }
     if summary.early_stopped {

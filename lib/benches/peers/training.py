@@ -1,0 +1,82 @@
+"""Peer for benches/training.rs: training steps of SmolLM2-135M with transformers + peft
+(+ bitsandbytes for QLoRA) on the same weights, batch, sequence length and threads.
+
+Usage: training.py MODEL_DIR METHOD BATCH SEQ STEPS THREADS CHECKPOINTING
+METHOD: full | lora | qlora (r=8 on q_proj, v_proj; QLoRA: NF4, double quantization);
+CHECKPOINTING: 1 for gradient checkpointing (model.gradient_checkpointing_enable()).
+Prints JSON: training tokens/s over the timed steps and the peak resident memory (VmHWM)
+during the steps, reset after loading as the tunebook side does.
+"""
+import ctypes
+import json
+import sys
+import time
+
+import torch
+import transformers as tf
+
+folder, method = sys.argv[1], sys.argv[2]
+batch, seq, steps, threads, checkpointing = map(int, sys.argv[3:8])
+torch.set_num_threads(threads)
+tf.logging.set_verbosity_error()
+
+
+def load():
+    # The weights tunebook dequantized from the shipped GGUF and exported (save_pretrained),
+    # so both sides train the very same fp32 model; bitsandbytes quantizes QLoRA's.
+    if method != "qlora":
+        return tf.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    quant = tf.BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    return tf.AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=torch.float32, device_map="cpu")
+
+
+model = load()
+if checkpointing:
+    # Frozen embeddings under (Q)LoRA: the checkpointed layers need inputs that require grad.
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+if method in ("lora", "qlora"):
+    import peft
+
+    config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = peft.get_peft_model(model, config)
+model.train()
+params = [p for p in model.parameters() if p.requires_grad]
+optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+torch.manual_seed(0)
+ids = torch.randint(model.config.vocab_size, (batch, seq))
+
+
+def step():
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def reset_peak():
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+reset_peak()
+step()  # warm-up: allocates the optimizer state
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+seconds = (time.perf_counter() - start) / steps
+print(json.dumps({"tokens_per_s": batch * seq / seconds, "step_s": seconds, "peak_mib": peak_mib()}))
