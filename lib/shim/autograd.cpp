@@ -78,11 +78,14 @@ struct RustFunction : torch::autograd::Function<RustFunction> {
   // `anchor` is a fresh leaf that requires grad, so the output joins the graph even when
   // the input does not (frozen embeddings under LoRA), as transformers'
   // enable_input_require_grads does for checkpointed layers.
+  // Checkpointing needs the input again (`keep_input`, which also replays the RNG); a
+  // backward that only needs the incoming gradient must not keep it alive: for a frozen
+  // linear layer autograd itself would not.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& anchor,
-                            c10::intrusive_ptr<RustClosure> closure, bool preserve_rng) {
+                            c10::intrusive_ptr<RustClosure> closure, bool keep_input) {
     (void)anchor;
-    ctx->save_for_backward({input});
-    if (preserve_rng) {
+    ctx->save_for_backward(keep_input ? variable_list{input} : variable_list{});
+    if (keep_input) {
       auto rng = RngSnapshot::take(input.device());
       ctx->saved_data["rng_cpu"] = rng.cpu;
       if (rng.device.defined()) ctx->saved_data["rng_device"] = rng.device;
@@ -93,7 +96,8 @@ struct RustFunction : torch::autograd::Function<RustFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    at::Tensor input = ctx->get_saved_variables()[0];
+    auto saved = ctx->get_saved_variables();
+    at::Tensor input = saved.empty() ? at::Tensor() : saved[0];
     auto closure = c10::static_intrusive_pointer_cast<RustClosure>(ctx->saved_data["closure"].toCapsule());
     at::Tensor grad_input;
     if (ctx->saved_data.count("rng_cpu")) {
@@ -132,11 +136,11 @@ extern "C" {
 // output = closure.forward(input), recorded so that backward calls closure.backward.
 // Returns a new tensor, or null with a message in err. The closure is dropped exactly once.
 at::Tensor* tunebook_apply_function(const at::Tensor* input, void* ctx, ForwardFn forward_fn, BackwardFn backward_fn,
-                                    DropFn drop_fn, int preserve_rng, char* err, size_t cap) {
+                                    DropFn drop_fn, int keep_input, char* err, size_t cap) {
   try {
     auto closure = c10::make_intrusive<RustClosure>(ctx, forward_fn, backward_fn, drop_fn);
     auto anchor = torch::zeros({}, torch::TensorOptions().device(input->device()).requires_grad(true));
-    return new at::Tensor(RustFunction::apply(*input, anchor, std::move(closure), preserve_rng != 0));
+    return new at::Tensor(RustFunction::apply(*input, anchor, std::move(closure), keep_input != 0));
   } catch (const std::exception& e) {
     write_error(e, err, cap);
     return nullptr;

@@ -29,7 +29,7 @@ extern "C" {
         forward: ForwardFn,
         backward: BackwardFn,
         drop: DropFn,
-        preserve_rng: i32,
+        keep_input: i32,
         err: *mut c_char,
         cap: usize,
     ) -> *mut C_tensor;
@@ -67,20 +67,20 @@ pub fn backward_with_grad(output: &Tensor, grad: &Tensor) {
     }
 }
 
-/// `forward(input)` recorded as one autograd node whose gradient is `backward(input, grad_output)`.
+/// `forward(input)` recorded as one autograd node whose input gradient is
+/// `backward(grad_output)`.
 ///
-/// Autograd keeps only `input` (and whatever the closures own); `forward` runs with
-/// gradients off. With `preserve_rng` the backward pass sees the random-number state the
-/// forward pass had, so dropout draws the same masks again.
+/// `forward` runs with gradients off; autograd keeps only what the closures own (not even
+/// `input`: capture what the backward pass needs).
 ///
 /// # Panics
 /// When a closure panics or libtorch fails, with that message (as tch's operations do).
-pub fn function<F, B>(input: &Tensor, preserve_rng: bool, forward: F, backward: B) -> Tensor
+pub fn function<F, B>(input: &Tensor, forward: F, backward: B) -> Tensor
 where
     F: Fn(&Tensor) -> Tensor + Send + 'static,
-    B: Fn(&Tensor, &Tensor) -> Tensor + Send + 'static,
+    B: Fn(&Tensor) -> Tensor + Send + 'static,
 {
-    apply(input, preserve_rng, Box::new(forward), Box::new(move |_, input, grad_output| backward(input, grad_output)))
+    apply(input, false, Box::new(forward), Box::new(move |_, _, grad_output| backward(grad_output)))
 }
 
 /// Gradient checkpointing: `f(input)` whose activations are not kept but recomputed
@@ -113,12 +113,14 @@ struct Closures {
     backward: BackwardClosure,
 }
 
-fn apply(input: &Tensor, preserve_rng: bool, forward: ForwardClosure, backward: BackwardClosure) -> Tensor {
+/// `keep_input`: autograd keeps the input for the backward pass and replays the forward
+/// pass's random-number state there (checkpointing).
+fn apply(input: &Tensor, keep_input: bool, forward: ForwardClosure, backward: BackwardClosure) -> Tensor {
     let closures = Box::new(Closures { forward, backward });
     let ctx = Box::into_raw(closures) as *mut c_void;
     let mut err = [0 as c_char; 4096];
     let out = unsafe {
-        tunebook_apply_function(input.as_ptr(), ctx, call_forward, call_backward, drop_closures, preserve_rng as i32, err.as_mut_ptr(), err.len())
+        tunebook_apply_function(input.as_ptr(), ctx, call_forward, call_backward, drop_closures, keep_input as i32, err.as_mut_ptr(), err.len())
     };
     if out.is_null() {
         panic!("{}", message(&err));

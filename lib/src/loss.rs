@@ -41,7 +41,6 @@ pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&
     let stash = grad_hidden.clone();
     let sum = crate::autograd::function(
         &hidden.reshape([b * t, d]),
-        false,
         move |h| {
             let (mut total, mut grads) = (Tensor::zeros([], (Kind::Float, h.device())), Vec::new());
             for start in (0..b * t).step_by(rows as usize) {
@@ -60,7 +59,7 @@ pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&
             *stash.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::cat(&grads, 0));
             total
         },
-        move |_, grad_output| {
+        move |grad_output| {
             let grad = grad_hidden.lock().unwrap_or_else(|e| e.into_inner()).take().expect("backward runs once per forward");
             grad * grad_output.to_kind(Kind::Float)
         },

@@ -1,6 +1,8 @@
 //! Training: [`Trainer`] with [`TrainingArgs`] (transformers' names), AdamW, LR schedules,
 //! metrics, an event stream, atomic checkpoints with exact resume, interrupts, and
-//! hyperparameter [`Sweep`]s.
+//! hyperparameter [`Sweep`]s. `gradient_checkpointing` trades a second forward pass for
+//! activation memory; under torchrun (or `tunebook train --nproc N`) the same code trains
+//! data-parallel on c10d ([`crate::distributed`], docs/distributed.md).
 //!
 //! ```no_run
 //! use tunebook::train::{Trainer, TrainingArgs, TokenRows};

@@ -189,10 +189,9 @@ impl QuantizedWeight {
         let bias = bias.map(Tensor::shallow_clone);
         crate::autograd::function(
             x,
-            false,
             move |x| x.linear(&weight.dequantize(x.kind()), bias.as_ref()),
             // Weight and bias are frozen: only the input's gradient, grad · W.
-            move |_, grad_output| grad_output.matmul(&recompute.dequantize(grad_output.kind())),
+            move |grad_output| grad_output.matmul(&recompute.dequantize(grad_output.kind())),
         )
     }
 
