@@ -94,7 +94,12 @@ fn wait_all(mut running: Vec<Worker>, grace: Duration) -> Result<i32> {
     while !running.is_empty() {
         let mut still = Vec::with_capacity(running.len());
         for mut worker in running {
-            match worker.child.try_wait() {
+            let status = worker.child.try_wait();
+            if let Ok(Some(_)) = status {
+                // Reaped: its pid may be reused, so Ctrl-C must no longer go there.
+                WORKER_PIDS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&pid| pid != worker.child.id());
+            }
+            match status {
                 Ok(Some(status)) if status.success() => {}
                 Ok(Some(status)) if status.code() == Some(INTERRUPTED) => interrupted = true,
                 Ok(Some(status)) => {

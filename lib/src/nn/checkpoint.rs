@@ -19,10 +19,6 @@ impl Checkpointing {
         self.enabled = enabled;
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// `forward(layer, x)`; checkpointed when enabled and gradients are being recorded
     /// (evaluation and generation run as usual).
     pub fn run<L: 'static>(&self, layer: &L, x: &Tensor, forward: impl Fn(&L, &Tensor) -> Tensor + Send + 'static) -> Tensor {

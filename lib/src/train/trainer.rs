@@ -483,8 +483,10 @@ impl Trainer {
         }
         if let Some(group) = &self.process_group {
             sum_gradients(group, params)?;
-            loss_sum = group.sum(loss_sum)?;
-            tokens = group.sum(tokens as f64)? as i64;
+            // One collective for both figures (exact in f64 for token counts).
+            let totals = Tensor::from_slice(&[loss_sum, tokens as f64]);
+            group.all_reduce_sum(&[&totals])?;
+            (loss_sum, tokens) = (totals.double_value(&[0]), totals.double_value(&[1]) as i64);
         }
         Ok((loss_sum, tokens))
     }
