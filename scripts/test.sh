@@ -9,10 +9,18 @@ echo "[test] cargo test --workspace (first build compiles libtorch bindings, pol
 cargo test --workspace --no-fail-fast "$@"
 
 # The tutorial notebooks through nbclient and JupyterLab in headless Chromium. Their cells
-# link a second, evcxr-flavoured build of the library (~30 min cold), too much for a fresh
-# CI machine's 90 minutes on top of the above; everywhere else they run here.
+# link a second, evcxr-flavoured build of the library (~15 min cold on 2 cores). On CI the
+# whole suite does not fit a fresh machine's 90 minutes; the quickstart notebook (the
+# library end to end through nbclient against the installed kernel, ~5 min once built) runs
+# when the steps above left room for it, which a warm build cache always does.
 if [ -n "${CI:-}" ] && [ -z "${TUNEBOOK_NOTEBOOKS:-}" ]; then
-  echo "[test] CI: notebook suite skipped (set TUNEBOOK_NOTEBOOKS=1 to run it)"
+  start_before=${TUNEBOOK_CI_NOTEBOOK_START_BEFORE:-3000}
+  if (( SECONDS < start_before )); then
+    echo "[test] CI: the quickstart notebook through nbclient (${SECONDS}s used; TUNEBOOK_NOTEBOOKS=1 runs them all)"
+    cargo test --workspace --test notebooks -- --ignored quickstart
+  else
+    echo "[test] CI: notebooks skipped: ${SECONDS}s used, the quickstart notebook starts only before ${start_before}s"
+  fi
   exit 0
 fi
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then

@@ -16,6 +16,11 @@ pub const CLEAR_PREFIX: &str = "TUNEBOOK_CLEAR";
 pub const PANICKED_MARKER: &str = "TUNEBOOK_CELL_PANICKED";
 /// Written by the relay when a `?` in the cell returned an error early.
 pub const FAILED_MARKER: &str = "TUNEBOOK_CELL_FAILED";
+/// `TUNEBOOK_STDERR_FENCE <pid> <n>`: written by the relay of cell process `pid` on stderr
+/// and on stdout when its n-th cell's code has returned. stderr travels on its own pipe, so without it a cell's last
+/// `eprintln!` could reach the kernel after the cell's reply; the kernel waits until fence n
+/// has come through stderr.
+pub const STDERR_FENCE: &str = "TUNEBOOK_STDERR_FENCE";
 
 /// What one stdout line of a running cell means to the kernel.
 #[derive(Debug, PartialEq)]
@@ -33,6 +38,22 @@ pub enum CellLine {
     },
     Panicked,
     ReturnedError,
+    /// The cell process has put this [`Fence`] behind everything the cell wrote to stderr.
+    StderrFence(Fence),
+}
+
+/// A [`STDERR_FENCE`]: the cell process and how many cells it had completed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Fence {
+    pub pid: u32,
+    pub number: u64,
+}
+
+/// A fence line, on either stream.
+pub fn parse_stderr_fence(line: &str) -> Option<Fence> {
+    let mut fields = line.strip_prefix(STDERR_FENCE)?.strip_prefix(' ')?.split(' ');
+    let fence = Fence { pid: fields.next()?.parse().ok()?, number: fields.next()?.parse().ok()? };
+    fields.next().is_none().then_some(fence)
 }
 
 pub fn parse_stdout_line(line: &str) -> CellLine {
@@ -41,6 +62,9 @@ pub fn parse_stdout_line(line: &str) -> CellLine {
     }
     if line == FAILED_MARKER {
         return CellLine::ReturnedError;
+    }
+    if let Some(number) = parse_stderr_fence(line) {
+        return CellLine::StderrFence(number);
     }
     if let Some(json) = line.strip_prefix(DISPLAY_PREFIX) {
         // A malformed payload stays visible as text rather than vanishing.
@@ -150,6 +174,8 @@ mod tests {
     fn markers_and_plain_text() {
         assert_eq!(parse_stdout_line(PANICKED_MARKER), CellLine::Panicked);
         assert_eq!(parse_stdout_line(FAILED_MARKER), CellLine::ReturnedError);
+        assert_eq!(parse_stdout_line("TUNEBOOK_STDERR_FENCE 345 12"), CellLine::StderrFence(Fence { pid: 345, number: 12 }));
+        assert_eq!(parse_stdout_line("TUNEBOOK_STDERR_FENCE"), CellLine::Text("TUNEBOOK_STDERR_FENCE".to_owned()));
         assert_eq!(parse_stdout_line("epoch 1"), CellLine::Text("epoch 1".to_owned()));
     }
 }

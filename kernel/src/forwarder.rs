@@ -3,7 +3,7 @@
 //! decide the cell's status.
 
 use crate::diagnostics::parse_panic_header;
-use crate::display::{parse_stdout_line, CellLine};
+use crate::display::{parse_stderr_fence, parse_stdout_line, CellLine, Fence, STDERR_FENCE};
 use crate::shared::Shared;
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Value};
@@ -19,6 +19,9 @@ const PANIC_MESSAGE_QUIET: Duration = Duration::from_millis(30);
 /// How long an empty stderr line is held back in case a panic message follows: Rust starts
 /// those with an empty line, which is part of the panic, not output of its own.
 const BLANK_LINE_HOLD: Duration = Duration::from_millis(50);
+/// Longest wait for the cell process's stderr fences: the relay writes them right after the
+/// cell returns, so only a cell that closed or redirected its stderr makes this run out.
+const STDERR_FENCE_WAIT: Duration = Duration::from_secs(5);
 /// How long the output thread waits for lines when nothing is held back.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -40,7 +43,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn spawn(shared: Arc<Shared>, stdout: Receiver<String>, stderr: Receiver<String>) -> Forwarder {
         let (flush_requests, flushes) = crossbeam_channel::unbounded();
-        let mut state = State { shared, stdout, stderr, report: CellReport::default(), capturing_panic: false, stdout_text: String::new(), stderr_text: String::new(), held_blank_lines: 0 };
+        let mut state = State { shared, stdout, stderr, report: CellReport::default(), capturing_panic: false, stdout_text: String::new(), stderr_text: String::new(), held_blank_lines: 0, fence_announced: None, fence_seen: None };
         std::thread::Builder::new()
             .name("cell-output".to_owned())
             .spawn(move || state.run(flushes))
@@ -70,6 +73,9 @@ struct State {
     stderr_text: String,
     /// Empty stderr lines not yet forwarded (see [`BLANK_LINE_HOLD`]).
     held_blank_lines: usize,
+    /// The last [`STDERR_FENCE`]s announced on stdout and arrived on stderr.
+    fence_announced: Option<Fence>,
+    fence_seen: Option<Fence>,
 }
 
 impl State {
@@ -128,10 +134,21 @@ impl State {
             }
             CellLine::Panicked => self.report.panicked = true,
             CellLine::ReturnedError => self.report.returned_error = true,
+            CellLine::StderrFence(fence) => self.fence_announced = Some(fence),
         }
     }
 
     fn on_stderr(&mut self, line: String) {
+        if let Some(at) = line.find(STDERR_FENCE) {
+            if let Some(fence) = parse_stderr_fence(&line[at..]) {
+                // Text before it is an unfinished line (`eprint!`) the cell left.
+                if at > 0 {
+                    self.on_stderr(line[..at].to_owned());
+                }
+                self.fence_seen = Some(fence);
+                return;
+            }
+        }
         if !self.capturing_panic && parse_panic_header(&line).is_some() {
             self.held_blank_lines = 0;
             self.send_text();
@@ -174,6 +191,7 @@ impl State {
         while let Ok(line) = self.stdout.try_recv() {
             self.on_stdout(line);
         }
+        self.await_stderr_fences();
         if self.report.panicked {
             self.await_panic_message();
         }
@@ -190,6 +208,26 @@ impl State {
             self.shared.publish_output("stream", json!({"name": "stderr", "text": text}));
         }
         report
+    }
+
+    /// Reads stderr until the last fence the cell process announced on stdout has arrived.
+    fn await_stderr_fences(&mut self) {
+        let deadline = Instant::now() + STDERR_FENCE_WAIT;
+        while let Some(announced) = self.fence_announced {
+            // Fences of one process arrive in order; a restarted process starts again at 1.
+            if self.fence_seen.is_some_and(|seen| seen.pid == announced.pid && seen.number >= announced.number) {
+                break;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.on_stderr(line),
+                Err(_) => break,
+            }
+        }
+        // Awaited once: a fence that never came does not hold up later cells.
+        self.fence_announced = None;
     }
 
     /// The panic message travels on stderr, separately from evcxr's notification on stdout.

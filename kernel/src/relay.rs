@@ -7,8 +7,11 @@
 //!   starts a new line before every protocol marker.
 //! * evcxr consumes its panic / `?`-error notifications itself; the relay adds a kernel
 //!   marker in front of them so the kernel can reply with an error.
+//! * stderr reaches the kernel on a pipe of its own, unordered with stdout; when a cell
+//!   completes, the relay writes a fence on both so the kernel knows when it has all of the
+//!   cell's stderr.
 
-use crate::display::{FAILED_MARKER, PANICKED_MARKER};
+use crate::display::{FAILED_MARKER, PANICKED_MARKER, STDERR_FENCE};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -130,6 +133,7 @@ pub fn install() -> std::io::Result<()> {
             output: std::io::BufWriter::new(std::fs::File::from(real_stdout)),
             pending: Vec::new(),
             flush_cells_stdout,
+            completions: 0,
         };
         let _ = relay.run();
     })?;
@@ -142,6 +146,9 @@ struct Relay {
     /// Bytes read but not yet forwarded: an unfinished line.
     pending: Vec<u8>,
     flush_cells_stdout: Option<unsafe extern "C" fn()>,
+    /// Cells completed by this process, evcxr's start-up evaluation included: numbers the
+    /// fences (with the pid, which a restarted cell process does not share).
+    completions: u64,
 }
 
 impl Relay {
@@ -165,6 +172,17 @@ impl Relay {
         for piece in relay_line(line) {
             if piece == EXECUTION_COMPLETE {
                 self.forward_late_output()?;
+                self.completions += 1;
+                // The cell has returned, so its stderr writes are all in the pipe before this.
+                let fence = format!("{STDERR_FENCE} {} {}", std::process::id(), self.completions);
+                write_stderr_line(&fence);
+                // Not for the first completion, evcxr's own start-up evaluation: evcxr then
+                // waits for its stdout channel to be drained, and the kernel does not read it
+                // yet. (So after a restart of the cell process its first cell goes unfenced.)
+                if self.completions > 1 {
+                    self.output.write_all(fence.as_bytes())?;
+                    self.output.write_all(b"\n")?;
+                }
             }
             self.output.write_all(piece.as_bytes())?;
             self.output.write_all(b"\n")?;
@@ -200,6 +218,24 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+/// Straight to fd 2 (unbuffered, like the cells' own `eprintln!`).
+fn write_stderr_line(line: &str) {
+    let line = format!("{line}\n");
+    let mut rest = line.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: writing our own buffer to fd 2.
+        let written = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if written > 0 {
+            rest = &rest[written as usize..];
+        } else if written < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            // stderr closed: the kernel's wait for the fence ends with its timeout.
+            return;
+        }
     }
 }
 

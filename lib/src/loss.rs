@@ -28,35 +28,41 @@ pub fn causal_lm_loss_sum(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) 
 /// The `[tokens, vocab]` logits are never kept, nor their gradient: the gradient with
 /// respect to the hidden states is worked out in the forward pass and handed back by the
 /// backward pass (a fused linear cross-entropy). For SmolLM2 at 4 × 256 tokens that is
-/// ~600 MB of activations less and less memory traffic. The head must not be trained
-/// (LoRA, QLoRA, adapters, prompt tuning); the hidden states may require grad.
+/// ~600 MB of activations less and less memory traffic. Positions whose label is
+/// [`IGNORE_INDEX`] (prompt, padding) get no logits at all: in instruction data that is
+/// often half the LM head's work. The head must not be trained (LoRA, QLoRA, adapters,
+/// prompt tuning); the hidden states may require grad.
 pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&Tensor>, labels: &Tensor) -> (Tensor, Tensor) {
     let (b, t, d) = (hidden.size()[0], hidden.size()[1], hidden.size()[2]);
     let target = shifted_labels(labels).reshape([b * t]);
-    let count = target.ne(IGNORE_INDEX).sum(Kind::Float);
+    let scored = target.ne(IGNORE_INDEX);
+    let count = scored.sum(Kind::Float);
+    let scored_rows = scored.nonzero().squeeze_dim(1);
+    let target = target.index_select(0, &scored_rows);
     let (weight, bias) = (weight.detach().to_kind(Kind::Float), bias.map(|b| b.detach().to_kind(Kind::Float)));
     // Rows per slice: about 8M logits (32 MB in fp32) at a time.
-    let rows = (8 * 1024 * 1024 / weight.size()[0].max(1)).max(1);
+    let rows_per_slice = (8 * 1024 * 1024 / weight.size()[0].max(1)).max(1);
     let grad_hidden = std::sync::Arc::new(std::sync::Mutex::new(None::<Tensor>));
     let stash = grad_hidden.clone();
     let sum = crate::autograd::function(
         &hidden.reshape([b * t, d]),
-        move |h| {
+        move |all| {
+            let h = all.index_select(0, &scored_rows);
+            let n_scored = h.size()[0];
             let (mut total, mut grads) = (Tensor::zeros([], (Kind::Float, h.device())), Vec::new());
-            for start in (0..b * t).step_by(rows as usize) {
-                let n = rows.min(b * t - start);
-                let h_part = h.narrow(0, start, n).to_kind(Kind::Float);
-                let logits = h_part.linear(&weight, bias.as_ref());
-                let target_part = target.narrow(0, start, n);
-                let valid = target_part.ne(IGNORE_INDEX).to_kind(Kind::Float).unsqueeze(1);
-                let index = target_part.clamp_min(0).unsqueeze(1);
+            for start in (0..n_scored).step_by(rows_per_slice as usize) {
+                let n = rows_per_slice.min(n_scored - start);
+                let logits = h.narrow(0, start, n).to_kind(Kind::Float).linear(&weight, bias.as_ref());
+                let index = target.narrow(0, start, n).unsqueeze(1);
                 let log_norm = logits.logsumexp([1], true);
-                total += ((&log_norm - logits.gather(1, &index, false)) * &valid).sum(Kind::Float);
-                // d(loss)/d(logits) = softmax − one-hot, zero on ignored positions.
-                let grad_logits = (logits - log_norm).exp_().scatter_add(1, &index, &(-valid.ones_like())) * &valid;
-                grads.push(grad_logits.matmul(&weight).to_kind(h.kind()));
+                total += (&log_norm - logits.gather(1, &index, false)).sum(Kind::Float);
+                // d(loss)/d(logits) = softmax − one-hot.
+                let grad_logits = (logits - log_norm).exp_().scatter_add(1, &index, &index.ones_like().to_kind(Kind::Float).neg());
+                grads.push(grad_logits.matmul(&weight).to_kind(all.kind()));
             }
-            *stash.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::cat(&grads, 0));
+            let grad = all.zeros_like();
+            let grad = if grads.is_empty() { grad } else { grad.index_copy(0, &scored_rows, &Tensor::cat(&grads, 0)) };
+            *stash.lock().unwrap_or_else(|e| e.into_inner()) = Some(grad);
             total
         },
         move |grad_output| {
@@ -104,5 +110,20 @@ mod tests {
         assert_eq!(fused_count.double_value(&[]), 3.0 * 5.0, "labels 2..6 of each row are scored");
         (&fused / &fused_count * 2.0).backward();
         assert!(hidden.grad().allclose(&expected, 1e-5, 1e-6, false), "{}", (hidden.grad() - expected).abs().max());
+        assert_eq!(hidden.grad().narrow(1, 0, 1).abs().sum(Kind::Float).double_value(&[]), 0.0, "unscored positions get no gradient");
+
+        // No prompt masking (only the last position goes unscored), and nothing scored.
+        for labels in [Tensor::randint(50, [3, 7], (Kind::Int64, Device::Cpu)), Tensor::full([3, 7], IGNORE_INDEX, (Kind::Int64, Device::Cpu))] {
+            let _ = hidden.grad().zero_();
+            let (sum, count) = causal_lm_loss_sum(&hidden.linear(&weight, Some(&bias)), &labels);
+            (&sum / count.clamp_min(1.0) * 3.0).backward();
+            let expected = hidden.grad().copy();
+            let _ = hidden.grad().zero_();
+            let (fused, fused_count) = fused_causal_lm_loss_sum(&hidden, &weight, Some(&bias), &labels);
+            assert_eq!(fused_count.double_value(&[]), count.double_value(&[]));
+            assert!((fused.double_value(&[]) - sum.double_value(&[])).abs() < 1e-4);
+            (&fused / fused_count.clamp_min(1.0) * 3.0).backward();
+            assert!(hidden.grad().allclose(&expected, 1e-5, 1e-6, false), "{}", (hidden.grad() - expected).abs().max());
+        }
     }
 }

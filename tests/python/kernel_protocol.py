@@ -172,6 +172,12 @@ def scenario_basic(kernel):
     lead = reply["received_at"] - first[0]["received_at"]
     check(lead > 1.0, f"'first' arrived only {lead:.2f} s before the reply: not live", outputs)
 
+    # stderr has its own pipe: all of it, up to an unfinished last line, still comes before
+    # the cell's idle (the last pipe-full used to arrive late on a loaded machine).
+    reply, outputs = expect_ok(kernel, 'for i in 0..20000 { eprintln!("err {i}"); }\neprint!("tail");')
+    lines = streams(outputs, "stderr").splitlines()
+    check(len(lines) == 20001 and lines[-2] == "err 19999" and lines[-1] == "tail", "all stderr before idle", lines[-3:], len(lines))
+
     reply, outputs = kernel.execute('let a = 1;\nlet x: i32 = "text";')
     content = reply["content"]
     check(content["status"] == "error", "compile error status", content)
@@ -180,7 +186,7 @@ def scenario_basic(kernel):
     check(any("cell line 2" in line for line in content["traceback"]), "traceback points at line 2", content)
     check(any('let x: i32 = "text";' in line for line in content["traceback"]), "traceback quotes the line", content)
     check(of_type(outputs, "error"), "error on iopub", outputs)
-    check(content["execution_count"] == 4, "failed cells count too", content)
+    check(content["execution_count"] == 5, "failed cells count too", content)
 
     reply, outputs = kernel.execute('let n = 3;\npanic!("boom {n}");')
     content = reply["content"]
@@ -250,7 +256,7 @@ def scenario_basic(kernel):
     check("rejected a message on shell" in kernel.log_text(), "rejection is logged", kernel.log_text())
     reply, outputs = expect_ok(kernel, 'println!("still fine");')
     check(streams(outputs) == "still fine\n", "kernel works after forged message", outputs)
-    check(reply["content"]["execution_count"] == 10, "forged request was not counted", reply["content"])
+    check(reply["content"]["execution_count"] == 11, "forged request was not counted", reply["content"])
 
     # stop_on_error: cells queued behind a failing one are aborted.
     first = kernel.client.execute("let broken: i32 = ();")

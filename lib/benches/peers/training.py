@@ -2,7 +2,8 @@
 (+ bitsandbytes for QLoRA) on the same weights, batch, sequence length and threads.
 
 Usage: training.py MODEL_DIR METHOD BATCH SEQ STEPS THREADS CHECKPOINTING
-METHOD: full | lora | qlora (r=8 on q_proj, v_proj; QLoRA: NF4, double quantization);
+METHOD: full | lora | lora-masked | qlora (r=8 on q_proj, v_proj; QLoRA: NF4, double
+quantization; lora-masked: labels -100 on the first half of each row, like prompts);
 CHECKPOINTING: 1 for gradient checkpointing (model.gradient_checkpointing_enable()).
 Prints JSON: training tokens/s over the timed steps and the peak resident memory (VmHWM)
 during the steps, reset after loading as the tunebook side does.
@@ -40,7 +41,7 @@ if checkpointing:
     # Frozen embeddings under (Q)LoRA: the checkpointed layers need inputs that require grad.
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
-if method in ("lora", "qlora"):
+if method in ("lora", "lora-masked", "qlora"):
     import peft
 
     config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -50,10 +51,13 @@ params = [p for p in model.parameters() if p.requires_grad]
 optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
 torch.manual_seed(0)
 ids = torch.randint(model.config.vocab_size, (batch, seq))
+labels = ids.clone()
+if method.endswith("-masked"):
+    labels[:, : seq // 2] = -100
 
 
 def step():
-    loss = model(input_ids=ids, labels=ids).loss
+    loss = model(input_ids=ids, labels=labels).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
