@@ -17,9 +17,9 @@ pub const PANICKED_MARKER: &str = "TUNEBOOK_CELL_PANICKED";
 /// Written by the relay when a `?` in the cell returned an error early.
 pub const FAILED_MARKER: &str = "TUNEBOOK_CELL_FAILED";
 /// `TUNEBOOK_STDERR_FENCE <pid> <n>`: written by the relay of cell process `pid` on stderr
-/// and on stdout when its n-th cell's code has returned. stderr travels on its own pipe, so without it a cell's last
-/// `eprintln!` could reach the kernel after the cell's reply; the kernel waits until fence n
-/// has come through stderr.
+/// and on stdout when its n-th cell's code has returned. stderr travels on its own pipe, so
+/// without it a cell's last `eprintln!` could reach the kernel after the cell's reply; the
+/// kernel waits until fence n has come through stderr.
 pub const STDERR_FENCE: &str = "TUNEBOOK_STDERR_FENCE";
 
 /// What one stdout line of a running cell means to the kernel.
@@ -63,8 +63,8 @@ pub fn parse_stdout_line(line: &str) -> CellLine {
     if line == FAILED_MARKER {
         return CellLine::ReturnedError;
     }
-    if let Some(number) = parse_stderr_fence(line) {
-        return CellLine::StderrFence(number);
+    if let Some(fence) = parse_stderr_fence(line) {
+        return CellLine::StderrFence(fence);
     }
     if let Some(json) = line.strip_prefix(DISPLAY_PREFIX) {
         // A malformed payload stays visible as text rather than vanishing.

@@ -13,7 +13,7 @@
 //! let expected = 1.0 - 2.0f64.tanh().powi(2);
 //! assert!((w.grad().double_value(&[0]) - expected).abs() < 1e-6);
 //! ```
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -63,7 +63,7 @@ pub fn backward_with_grad(output: &Tensor, grad: &Tensor) {
     let mut err = [0 as c_char; 4096];
     let failed = unsafe { tunebook_backward_with_grad(output.as_ptr(), grad.as_ptr(), err.as_mut_ptr(), err.len()) };
     if failed != 0 {
-        panic!("backward: {}", message(&err));
+        panic!("backward: {}", crate::shim::error_message(&err));
     }
 }
 
@@ -123,7 +123,7 @@ fn apply(input: &Tensor, keep_input: bool, forward: ForwardClosure, backward: Ba
         tunebook_apply_function(input.as_ptr(), ctx, call_forward, call_backward, drop_closures, keep_input as i32, err.as_mut_ptr(), err.len())
     };
     if out.is_null() {
-        panic!("{}", message(&err));
+        panic!("{}", crate::shim::error_message(&err));
     }
     unsafe { Tensor::from_ptr(out) }
 }
@@ -168,6 +168,3 @@ unsafe fn hand_back(result: std::thread::Result<Tensor>, err: *mut c_char, cap: 
     }
 }
 
-fn message(err: &[c_char]) -> String {
-    unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
-}

@@ -17,6 +17,7 @@ pub mod nn;
 pub mod peft;
 pub mod prelude;
 pub mod recipe;
+mod shim;
 pub mod tokenizer;
 pub mod train;
 

@@ -20,7 +20,7 @@ mod launch;
 pub use launch::{free_port, interrupt_workers, launch, Worker};
 
 use crate::{Error, Result};
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -211,7 +211,7 @@ impl Drop for ProcessGroup {
 
 /// libtorch messages carry a C++ backtrace after the first lines; keep the message.
 fn first_line(err: &[c_char]) -> String {
-    let text = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    let text = crate::shim::error_message(err);
     text.lines().take_while(|l| !l.starts_with("Exception raised from")).collect::<Vec<_>>().join(" ").trim().to_string()
 }
 
