@@ -3,7 +3,8 @@
 
 use crate::diagnostics::{self, CellError, CellSpan, Diagnostic};
 use crate::forwarder::{result_data, CellReport, Forwarder};
-use crate::preload::{self, Locations};
+use crate::preload::Locations;
+use crate::template;
 use crate::shared::{OutputRoute, PreloadPhase, Shared};
 use crate::wire::Message;
 use evcxr::{CommandContext, EvalCallbacks};
@@ -47,35 +48,31 @@ pub fn cell_process_command(cell_env: &[(String, String)]) -> std::io::Result<st
     Ok(command)
 }
 
-/// Runs the preload cells in `context`, reporting each step. Shared by kernels and `warm`.
+/// Links the prebuilt library into `work_dir` and runs the preload cells in `context`,
+/// reporting each step. Shared by kernels and `warm`'s check (which skips the indexing).
 pub fn run_preload(
     context: &mut CommandContext,
     locations: &Locations,
     work_dir: &Path,
+    index: bool,
     progress: &mut dyn FnMut(String),
 ) -> Result<(), String> {
-    // Build the versions the repository locked (and the template was built with). Copied
-    // now because evcxr's start-up build pruned the lock file to an empty graph.
-    if let Some(lockfile) = &locations.lockfile {
-        std::fs::copy(lockfile, work_dir.join("Cargo.lock"))
-            .map_err(|error| format!("copying {}: {error}", lockfile.display()))?;
-    }
-    locations
-        .write_facade()
-        .map_err(|error| format!("writing the facade crate in {}: {error}", locations.facade_dir().display()))?;
+    template::install_into(locations, work_dir)?;
     let run = |context: &mut CommandContext, code: &str| {
         context.execute(code).map(drop).map_err(|error| describe_evcxr_error(&error, code))
     };
-    for (step, code) in locations.preload_cells() {
+    for (step, code) in locations.preload_cells(work_dir)? {
         let started = Instant::now();
         progress(format!("tunebook: {step}..."));
         run(context, &code)?;
         progress(format!("tunebook: {step}: done in {:.1} s", started.elapsed().as_secs_f64()));
     }
-    let started = Instant::now();
-    progress("tunebook: indexing the library for completions and type inference...".to_owned());
-    warm_analysis(context);
-    progress(format!("tunebook: indexed in {:.1} s", started.elapsed().as_secs_f64()));
+    if index {
+        let started = Instant::now();
+        progress("tunebook: indexing the library for completions and type inference...".to_owned());
+        warm_analysis(context);
+        progress(format!("tunebook: indexed in {:.1} s", started.elapsed().as_secs_f64()));
+    }
     Ok(())
 }
 
@@ -126,6 +123,8 @@ fn to_diagnostic(error: &evcxr::CompilationError) -> Diagnostic {
 
 struct Engine {
     shared: Arc<Shared>,
+    /// Set once the library is preloaded.
+    stub: Option<template::StubManifest>,
     context: Result<CommandContext, String>,
     forwarder: Option<Forwarder>,
     execution_count: u64,
@@ -151,29 +150,29 @@ impl Engine {
                 None
             }
         };
+        // A library changed since `warm` (or never built for notebooks) is built now: about a
+        // minute when its workspace build is current, since that build's dependencies are reused.
+        let mut build_failed = None;
         if let Some(locations) = &preload {
-            if locations.template_is_current() {
-                let template = locations.template_dir();
-                let size = preload::tree_size(&template) as f64 / 1e9;
-                let copy_started = Instant::now();
-                progress(format!("tunebook: copying prebuilt dependencies ({size:.1} GB)..."));
-                match preload::copy_template(&template, &config.work_dir) {
-                    Ok(()) => progress(format!("tunebook: copied in {:.1} s", copy_started.elapsed().as_secs_f64())),
-                    Err(error) => progress(format!("tunebook: {error}; building from scratch")),
-                }
-            } else {
+            if !template::is_current(locations) {
                 progress(
-                    "tunebook: no prebuilt dependencies (run `tunebook-kernel warm`); the first \
-                     start builds them, which takes minutes"
+                    "tunebook: the library changed since it was last built for notebooks (or never was); \
+                     building it now"
                         .to_owned(),
                 );
+                let build_started = Instant::now();
+                let mut report = |line: String| progress(line);
+                match template::build(locations, &mut report) {
+                    Ok(()) => progress(format!("tunebook: built in {:.0} s", build_started.elapsed().as_secs_f64())),
+                    Err(error) => build_failed = Some(error),
+                }
             }
         }
 
         if let Err(error) = crate::relay::build_flush_helper(&config.work_dir) {
             crate::log(&format!("stdout flush helper unavailable, a cell's last unterminated line shows late: {error}"));
         }
-        let mut engine = Engine { shared: Arc::clone(&shared), context: Err(String::new()), forwarder: None, execution_count: 0 };
+        let mut engine = Engine { shared: Arc::clone(&shared), stub: None, context: Err(String::new()), forwarder: None, execution_count: 0 };
         engine.context = cell_process_command(&config.cell_env)
             .map_err(|error| error.to_string())
             .and_then(|command| evcxr::EvalContext::with_subprocess_command(command).map_err(|e| e.to_string()))
@@ -191,8 +190,17 @@ impl Engine {
             (Ok(context), Some(locations)) => {
                 *shared.cell_process.lock().unwrap() = Some(context.process_handle());
                 let mut report = |line: String| progress(line);
-                match run_preload(context, locations, &config.work_dir, &mut report) {
+                let loaded = match build_failed {
+                    Some(error) => Err(error),
+                    None => run_preload(context, locations, &config.work_dir, true, &mut report),
+                };
+                match loaded {
                     Ok(()) => {
+                        let mut stub = template::StubManifest::installed(&config.work_dir);
+                        if let Err(error) = stub.set(false) {
+                            crate::log(&format!("cells keep checking the whole library graph: {error}"));
+                        }
+                        engine.stub = Some(stub);
                         progress(format!("tunebook: ready in {:.1} s", started.elapsed().as_secs_f64()));
                         PreloadPhase::Done
                     }
@@ -318,7 +326,15 @@ impl Engine {
         let mut callbacks = EvalCallbacks {
             input_reader: &move |input| read_input(&shared, request, allow_stdin, &input.prompt, input.is_password),
         };
+        if let Some(stub) = &mut self.stub {
+            if let Err(error) = stub.before_cell(code) {
+                crate::log(&format!("stub manifest: {error}"));
+            }
+        }
         let result = context.execute_with_callbacks(code, &mut callbacks);
+        if let Some(stub) = &mut self.stub {
+            stub.after_cell();
+        }
         let report = self.forwarder.as_ref().map(Forwarder::flush).unwrap_or_default();
         let interrupted = {
             let mut interrupt = self.shared.interrupt.lock().unwrap();

@@ -22,6 +22,7 @@ mod preload;
 mod procfs;
 mod relay;
 mod shared;
+mod template;
 mod wire;
 
 use anyhow::{bail, Context, Result};
@@ -118,6 +119,7 @@ fn run_kernel(connection_file: &Path) -> Result<()> {
     let work_dir = create_work_dir()?;
     log(&format!("build directory {}", work_dir.display()));
     let cell_env = prepare_environment(&work_dir, locations.as_ref().ok());
+    preload::enable_analysis_cfg();
     spawn_orphan_watch(work_dir.clone());
     kernel::run(connection, engine::EngineConfig { preload: locations, work_dir, cell_env })
 }
@@ -185,34 +187,40 @@ fn spawn_orphan_watch(work_dir: PathBuf) {
     });
 }
 
-/// Builds the library once into the template directory every kernel start copies.
+/// Builds the library for notebook cells into the template every kernel start links, then
+/// checks that a kernel can load it (the kernel's own preload, in a scratch directory).
 fn warm() -> Result<()> {
     let started = Instant::now();
     let locations = preload::Locations::discover().map_err(anyhow::Error::msg)?;
-    let template = locations.template_dir();
-    // Rebuilt in place: cargo then only recompiles what changed since the last warm.
-    locations.mark_template_stale()?;
-    std::fs::create_dir_all(&template).with_context(|| format!("creating {}", template.display()))?;
-    let cell_env = prepare_environment(&template, Some(&locations));
-    println!("tunebook-kernel warm: building into {}", template.display());
-    relay::build_flush_helper(&template).map_err(anyhow::Error::msg)?;
+    println!("tunebook-kernel warm: building the library for notebook cells");
+    template::build(&locations, &mut |line| println!("{line}")).map_err(anyhow::Error::msg)?;
+
+    // Where kernels build (under the temporary directory, see create_work_dir): evcxr's cells
+    // find libstd through a relative rpath that assumes that depth.
+    let scratch = std::env::temp_dir().join("tunebook-kernel").join(format!("{}-warm-check", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let cell_env = prepare_environment(&scratch, Some(&locations));
     let command = engine::cell_process_command(&cell_env)?;
     let (eval_context, outputs) = evcxr::EvalContext::with_subprocess_command(command)
         .map_err(|error| anyhow::anyhow!("starting evcxr: {error}"))?;
     for channel in [outputs.stdout, outputs.stderr] {
         std::thread::spawn(move || {
             while let Ok(line) = channel.recv() {
-                eprintln!("{line}");
+                // The relay's fences are for a kernel's forwarder; nobody waits for them here.
+                if !line.starts_with(display::STDERR_FENCE) {
+                    eprintln!("{line}");
+                }
             }
         });
     }
     let mut context = evcxr::CommandContext::with_eval_context(eval_context);
-    engine::run_preload(&mut context, &locations, &template, &mut |line| println!("{line}")).map_err(anyhow::Error::msg)?;
+    let checked = engine::run_preload(&mut context, &locations, &scratch, false, &mut |line| println!("{line}"));
     drop(context);
-    locations.mark_template_current()?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    checked.map_err(|error| anyhow::anyhow!("the built library does not load in a kernel: {error}"))?;
     println!(
         "tunebook-kernel warm: template ready ({:.1} GB) in {:.0} s",
-        preload::tree_size(&template) as f64 / 1e9,
+        template::tree_size(&template::template_dir(&locations)) as f64 / 1e9,
         started.elapsed().as_secs_f64()
     );
     Ok(())

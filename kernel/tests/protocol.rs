@@ -91,7 +91,8 @@ fn soak_500_cells() {
 }
 
 /// `install` without `--no-warm`, offline, for a stand-in library: kernelspec with the
-/// library's environment and logos, then the template build directory (the `warm` step).
+/// library's environment and logos, then the prebuilt library template (the `warm` step,
+/// which also checks that a kernel can load it).
 #[test]
 fn install_writes_kernelspec_and_warms_offline() {
     let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
@@ -122,7 +123,8 @@ fn install_writes_kernelspec_and_warms_offline() {
     }
     let template = cache.join("template");
     assert!(template.join("tunebook-kernel.stamp").is_file(), "no current template in {}", template.display());
-    assert!(template.join("target").is_dir(), "template has no build output");
+    let facade = template.join("lib").join("libtunebook_notebook.so");
+    assert!(facade.is_file(), "template has no prebuilt facade at {}", facade.display());
 
     let output = Command::new(env!("CARGO_BIN_EXE_tunebook-kernel")).args(["install", "--bogus"]).output().unwrap();
     assert!(!output.status.success());
