@@ -355,6 +355,22 @@ def scenario_preload(kernel):
     check(streams(outputs) == "41 true\n", "state kept after graceful interrupt", outputs)
 
 
+def library_changed_since_last_start(env):
+    """Edit the library after a kernel built it: the next kernel rebuilds and sees the edit."""
+    with open(os.path.join(env["TUNEBOOK_LIB_DIR"], "src", "lib.rs"), "a") as source:
+        source.write("\npub fn added_after_the_first_kernel() -> u32 { 7 }\n")
+    kernel = Kernel(env)
+    try:
+        kernel.wait_for_iopub()
+        reply, outputs = kernel.execute("tunebook::added_after_the_first_kernel()", timeout=600)
+        check(reply["content"]["status"] == "ok", "the edited library is loaded", reply["content"], outputs, kernel.log_text())
+        check("the library changed" in streams(outputs), "the rebuild is announced", outputs)
+        results = of_type(outputs, "execute_result")
+        check(results and results[0]["content"]["data"]["text/plain"] == "7", "the new function's result", outputs)
+    finally:
+        kernel.close()
+
+
 def scenario_stdin(kernel):
     kernel.wait_for_iopub()
     # evcxr_input is evcxr's way for a cell to read a line: it becomes input_request.
@@ -527,6 +543,9 @@ def main():
     kernel = Kernel(env)
     try:
         scenario(kernel)
+        if name == "preload":
+            kernel.close()
+            library_changed_since_last_start(env)
     except (CheckFailed, Exception) as error:
         print(f"FAILED {name}: {error}", file=sys.stderr)
         print("--- kernel log ---\n" + kernel.log_text()[-6000:], file=sys.stderr)
