@@ -1,6 +1,6 @@
-//! Compiles the C++ shim (`shim/`: custom autograd functions, c10d process groups) against
-//! the same libtorch headers torch-sys uses, and bakes libtorch's directory into every
-//! binary of this package as an rpath, so `tunebook` and the tests run without
+//! Compiles the C++ shim (`shim/`: custom autograd functions, c10d process groups, fused
+//! AdamW) against the same libtorch headers torch-sys uses, and bakes libtorch's directory
+//! into every binary of this package as an rpath, so `tunebook` and the tests run without
 //! LD_LIBRARY_PATH.
 use std::path::PathBuf;
 
@@ -17,7 +17,7 @@ fn main() {
 
 fn compile_shim(lib: &std::path::Path) {
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
-    let sources = ["shim/autograd.cpp", "shim/distributed.cpp"];
+    let sources = ["shim/autograd.cpp", "shim/distributed.cpp", "shim/optim.cpp"];
     for source in sources {
         println!("cargo:rerun-if-changed={source}");
     }

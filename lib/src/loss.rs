@@ -22,16 +22,17 @@ pub fn causal_lm_loss_sum(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) 
     (sum, count)
 }
 
-/// [`causal_lm_loss_sum`] computed from the final hidden states `[batch, seq, hidden]` and a
-/// frozen LM head (`weight` `[vocab, hidden]`), a slice of positions at a time.
+/// [`causal_lm_loss_sum`] computed from the final hidden states `[batch, seq, hidden]` and the
+/// LM head (`weight` `[vocab, hidden]`, optional `bias`), a slice of positions at a time.
 ///
-/// The `[tokens, vocab]` logits are never kept, nor their gradient: the gradient with
-/// respect to the hidden states is worked out in the forward pass and handed back by the
-/// backward pass (a fused linear cross-entropy). For SmolLM2 at 4 × 256 tokens that is
-/// ~600 MB of activations less and less memory traffic. Positions whose label is
-/// [`IGNORE_INDEX`] (prompt, padding) get no logits at all: in instruction data that is
-/// often half the LM head's work. The head must not be trained (LoRA, QLoRA, adapters,
-/// prompt tuning); the hidden states may require grad.
+/// The `[tokens, vocab]` logits are never kept, nor their gradient: the gradients are worked
+/// out in the forward pass, slice by slice, and handed back by the backward pass (a fused
+/// linear cross-entropy). For SmolLM2 at 4 × 256 tokens that is ~600 MB of activations less
+/// and less memory traffic, for the same matrix products the usual backward pass does.
+/// Positions whose label is [`IGNORE_INDEX`] (prompt, padding) get no logits at all: in
+/// instruction data that is often half the LM head's work. The hidden states may require
+/// grad; so may the head (full fine-tuning, tied embeddings included: its gradient then
+/// adds to the embedding's).
 pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&Tensor>, labels: &Tensor) -> (Tensor, Tensor) {
     let (b, t, d) = (hidden.size()[0], hidden.size()[1], hidden.size()[2]);
     let target = shifted_labels(labels).reshape([b * t]);
@@ -39,38 +40,79 @@ pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&
     let count = scored.sum(Kind::Float);
     let scored_rows = scored.nonzero().squeeze_dim(1);
     let target = target.index_select(0, &scored_rows);
-    let (weight, bias) = (weight.detach().to_kind(Kind::Float), bias.map(|b| b.detach().to_kind(Kind::Float)));
+    let train_weight = weight.requires_grad();
+    let train_bias = bias.is_some_and(Tensor::requires_grad);
+    let (head, head_bias) = (weight.detach().to_kind(Kind::Float), bias.map(|b| b.detach().to_kind(Kind::Float)));
     // Rows per slice: about 8M logits (32 MB in fp32) at a time.
-    let rows_per_slice = (8 * 1024 * 1024 / weight.size()[0].max(1)).max(1);
-    let grad_hidden = std::sync::Arc::new(std::sync::Mutex::new(None::<Tensor>));
-    let stash = grad_hidden.clone();
+    let rows_per_slice = (8 * 1024 * 1024 / head.size()[0].max(1)).max(1);
+    let grads = std::sync::Arc::new(std::sync::Mutex::new(HeadGrads::default()));
+    let stash = grads.clone();
     let sum = crate::autograd::function(
         &hidden.reshape([b * t, d]),
         move |all| {
-            let h = all.index_select(0, &scored_rows);
+            let h = all.index_select(0, &scored_rows).to_kind(Kind::Float);
             let n_scored = h.size()[0];
-            let (mut total, mut grads) = (Tensor::zeros([], (Kind::Float, h.device())), Vec::new());
+            let mut total = Tensor::zeros([], (Kind::Float, h.device()));
+            let mut grad_rows = Vec::new();
+            let mut grad_weight = train_weight.then(|| head.zeros_like());
+            let mut grad_bias = head_bias.as_ref().filter(|_| train_bias).map(Tensor::zeros_like);
             for start in (0..n_scored).step_by(rows_per_slice as usize) {
                 let n = rows_per_slice.min(n_scored - start);
-                let logits = h.narrow(0, start, n).to_kind(Kind::Float).linear(&weight, bias.as_ref());
+                let rows = h.narrow(0, start, n);
+                let logits = rows.linear(&head, head_bias.as_ref());
                 let index = target.narrow(0, start, n).unsqueeze(1);
                 let log_norm = logits.logsumexp([1], true);
                 total += (&log_norm - logits.gather(1, &index, false)).sum(Kind::Float);
                 // d(loss)/d(logits) = softmax − one-hot.
                 let grad_logits = (logits - log_norm).exp_().scatter_add(1, &index, &index.ones_like().to_kind(Kind::Float).neg());
-                grads.push(grad_logits.matmul(&weight).to_kind(all.kind()));
+                grad_rows.push(grad_logits.matmul(&head).to_kind(all.kind()));
+                if let Some(grad) = &mut grad_weight {
+                    let _ = grad.addmm_(&grad_logits.tr(), &rows);
+                }
+                if let Some(grad) = &mut grad_bias {
+                    *grad += grad_logits.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+                }
             }
             let grad = all.zeros_like();
-            let grad = if grads.is_empty() { grad } else { grad.index_copy(0, &scored_rows, &Tensor::cat(&grads, 0)) };
-            *stash.lock().unwrap_or_else(|e| e.into_inner()) = Some(grad);
+            let grad = if grad_rows.is_empty() { grad } else { grad.index_copy(0, &scored_rows, &Tensor::cat(&grad_rows, 0)) };
+            *stash.lock().unwrap_or_else(|e| e.into_inner()) = HeadGrads { hidden: Some(grad), weight: grad_weight, bias: grad_bias };
             total
         },
-        move |grad_output| {
-            let grad = grad_hidden.lock().unwrap_or_else(|e| e.into_inner()).take().expect("backward runs once per forward");
-            grad * grad_output.to_kind(Kind::Float)
+        {
+            let grads = grads.clone();
+            move |grad_output| take_grad(&grads, |g| &mut g.hidden) * grad_output.to_kind(Kind::Float)
         },
     );
+    // The head's gradients reach autograd through nodes of their own whose value is zero:
+    // the loss's gradient arrives at each unchanged.
+    let mut sum = sum;
+    for (tensor, trained, pick) in [
+        (Some(weight), train_weight, (|g: &mut HeadGrads| &mut g.weight) as fn(&mut HeadGrads) -> &mut Option<Tensor>),
+        (bias, train_bias, |g: &mut HeadGrads| &mut g.bias),
+    ] {
+        if let (Some(tensor), true) = (tensor, trained) {
+            let (grads, kind) = (grads.clone(), tensor.kind());
+            sum = sum
+                + crate::autograd::function(
+                    tensor,
+                    |t| Tensor::zeros([], (Kind::Float, t.device())),
+                    move |grad_output| (take_grad(&grads, pick) * grad_output.to_kind(Kind::Float)).to_kind(kind),
+                );
+        }
+    }
     (sum, count)
+}
+
+/// Gradients [`fused_causal_lm_loss_sum`] works out in its forward pass.
+#[derive(Default)]
+struct HeadGrads {
+    hidden: Option<Tensor>,
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+}
+
+fn take_grad(grads: &std::sync::Mutex<HeadGrads>, pick: fn(&mut HeadGrads) -> &mut Option<Tensor>) -> Tensor {
+    pick(&mut grads.lock().unwrap_or_else(|e| e.into_inner())).take().expect("backward runs once per forward")
 }
 
 /// Labels moved one position left (position t is scored against token t+1); the last
@@ -111,6 +153,23 @@ mod tests {
         (&fused / &fused_count * 2.0).backward();
         assert!(hidden.grad().allclose(&expected, 1e-5, 1e-6, false), "{}", (hidden.grad() - expected).abs().max());
         assert_eq!(hidden.grad().narrow(1, 0, 1).abs().sum(Kind::Float).double_value(&[]), 0.0, "unscored positions get no gradient");
+
+        // A trained head (full fine-tuning): its gradients match too.
+        let (weight, bias) = (weight.set_requires_grad(true), bias.set_requires_grad(true));
+        let _ = hidden.grad().zero_();
+        let (sum, count) = causal_lm_loss_sum(&hidden.linear(&weight, Some(&bias)), &labels);
+        (&sum / &count * 2.0).backward();
+        let expected = [hidden.grad().copy(), weight.grad().copy(), bias.grad().copy()];
+        for t in [&hidden, &weight, &bias] {
+            let _ = t.grad().zero_();
+        }
+        let (fused, fused_count) = fused_causal_lm_loss_sum(&hidden, &weight, Some(&bias), &labels);
+        assert!((fused.double_value(&[]) - sum.double_value(&[])).abs() < 1e-4);
+        (&fused / &fused_count * 2.0).backward();
+        for (got, expected) in [hidden.grad(), weight.grad(), bias.grad()].iter().zip(&expected) {
+            assert!(got.allclose(expected, 1e-5, 1e-6, false), "{}", (got - expected).abs().max());
+        }
+        let (weight, bias) = (weight.detach(), bias.detach());
 
         // No prompt masking (only the last position goes unscored), and nothing scored.
         for labels in [Tensor::randint(50, [3, 7], (Kind::Int64, Device::Cpu)), Tensor::full([3, 7], IGNORE_INDEX, (Kind::Int64, Device::Cpu))] {

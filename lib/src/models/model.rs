@@ -156,12 +156,12 @@ impl Model {
     }
 
     /// Sum of next-token losses over `labels` (-100 = ignored) and how many there are, for a
-    /// causal LM. While training with a frozen LM head (LoRA, QLoRA, adapters, prompt
-    /// tuning) the logits are never materialised ([`fused_causal_lm_loss_sum`](crate::loss::fused_causal_lm_loss_sum)).
+    /// causal LM. While training, the logits are never materialised
+    /// ([`fused_causal_lm_loss_sum`](crate::loss::fused_causal_lm_loss_sum)) unless a method
+    /// hooks the LM head (LoRA on `lm_head`).
     pub fn causal_lm_loss_sum(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, segments: Option<&Tensor>, labels: &Tensor) -> (Tensor, Tensor) {
         if let Head::CausalLm { lm_head, .. } = &self.head {
-            let frozen = !lm_head.weight.requires_grad() && lm_head.bias.as_ref().is_none_or(|b| !b.requires_grad());
-            if lm_head.hook.is_none() && frozen && crate::autograd::grad_enabled() {
+            if lm_head.hook.is_none() && crate::autograd::grad_enabled() {
                 let hidden = self.hidden_states(input_ids, attention_mask, segments, None);
                 return crate::loss::fused_causal_lm_loss_sum(&hidden, &lm_head.weight, lm_head.bias.as_ref(), labels);
             }

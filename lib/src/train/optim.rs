@@ -4,6 +4,26 @@ use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn tunebook_fused_adamw(
+        params: *const *const C_tensor,
+        grads: *const *const C_tensor,
+        exp_avgs: *const *const C_tensor,
+        exp_avg_sqs: *const *const C_tensor,
+        step: *const C_tensor,
+        n: i32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut std::ffi::c_char,
+        cap: usize,
+    ) -> i32;
+    fn tunebook_clear_grad(param: *mut C_tensor);
+}
 
 /// Adam with decoupled weight decay (Loshchilov & Hutter), bias-corrected, as
 /// `torch.optim.AdamW`. Biases and norm weights are never decayed.
@@ -57,41 +77,74 @@ impl AdamW {
 
     /// One update at learning rate `lr` from the gradients in place; parameters without a
     /// gradient (unused in this batch) are left alone.
+    ///
+    /// Parameters whose moments have their dtype (fp32, fp64) take libtorch's fused AdamW
+    /// (`torch.optim.AdamW(fused=True)`: one pass over each tensor, no temporaries); others
+    /// (bf16 weights with fp32 moments) the same arithmetic in separate operations.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
+        let mut fused: [Vec<(Tensor, Tensor, &Moments)>; 2] = [Vec::new(), Vec::new()];
+        for (name, param) in &self.params {
+            let grad = param.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let moments = self.state.get(name).expect("state made for every parameter");
+            let decayed = self.weight_decay > 0.0 && decays(name, param);
+            if param.kind() == moments.exp_avg.kind() && grad.kind() == param.kind() {
+                fused[decayed as usize].push((param.shallow_clone(), grad, moments));
+            } else {
+                self.step_unfused(param, &grad, moments, lr, decayed);
+            }
+        }
+        for (group, weight_decay) in fused.iter().zip([0.0, self.weight_decay]) {
+            if group.is_empty() {
+                continue;
+            }
+            let step = Tensor::from(self.step as f32).to_device(group[0].0.device());
+            let params: Vec<*const C_tensor> = group.iter().map(|(p, _, _)| p.as_ptr()).collect();
+            let grads: Vec<*const C_tensor> = group.iter().map(|(_, g, _)| g.as_ptr()).collect();
+            let exp_avgs: Vec<*const C_tensor> = group.iter().map(|(_, _, m)| m.exp_avg.as_ptr()).collect();
+            let exp_avg_sqs: Vec<*const C_tensor> = group.iter().map(|(_, _, m)| m.exp_avg_sq.as_ptr()).collect();
+            let mut err = [0 as std::ffi::c_char; 4096];
+            let failed = unsafe {
+                tunebook_fused_adamw(
+                    params.as_ptr(), grads.as_ptr(), exp_avgs.as_ptr(), exp_avg_sqs.as_ptr(), step.as_ptr(),
+                    group.len() as i32, lr, self.beta1, self.beta2, weight_decay, self.epsilon, err.as_mut_ptr(), err.len(),
+                )
+            };
+            // Only a libtorch bug or a dtype/device mismatch we check above could fail here.
+            assert!(failed == 0, "fused AdamW: {}", crate::shim::error_message(&err));
+        }
+    }
+
+    fn step_unfused(&self, param: &Tensor, grad: &Tensor, moments: &Moments, lr: f64, decayed: bool) {
         let (b1, b2) = (self.beta1, self.beta2);
         let bias1 = 1.0 - b1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
         tch::no_grad(|| {
-            for (name, param) in &self.params {
-                let grad = param.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let moments = self.state.get_mut(name).expect("state made for every parameter");
-                let grad = grad.to_kind(moments.exp_avg.kind());
-                let mut p = param.shallow_clone();
-                if self.weight_decay > 0.0 && decays(name, param) {
-                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
-                }
-                let _ = moments.exp_avg.g_mul_scalar_(b1);
-                let _ = moments.exp_avg.g_add_(&(&grad * (1.0 - b1)));
-                let _ = moments.exp_avg_sq.g_mul_scalar_(b2);
-                let _ = moments.exp_avg_sq.g_add_(&(&grad * &grad * (1.0 - b2)));
-                let denom = moments.exp_avg_sq.sqrt() / bias2_sqrt + self.epsilon;
-                let update = (&moments.exp_avg / denom) * (lr / bias1);
-                let _ = p.g_sub_(&update.to_kind(p.kind()));
+            let grad = grad.to_kind(moments.exp_avg.kind());
+            let mut p = param.shallow_clone();
+            if decayed {
+                let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
             }
+            let (mut exp_avg, mut exp_avg_sq) = (moments.exp_avg.shallow_clone(), moments.exp_avg_sq.shallow_clone());
+            let _ = exp_avg.g_mul_scalar_(b1);
+            let _ = exp_avg.g_add_(&(&grad * (1.0 - b1)));
+            let _ = exp_avg_sq.g_mul_scalar_(b2);
+            let _ = exp_avg_sq.g_add_(&(&grad * &grad * (1.0 - b2)));
+            let denom = exp_avg_sq.sqrt() / bias2_sqrt + self.epsilon;
+            let update = (&exp_avg / denom) * (lr / bias1);
+            let _ = p.g_sub_(&update.to_kind(p.kind()));
         });
     }
 
-    /// Clears the gradients of every parameter.
+    /// Drops the gradients of every parameter (`zero_grad(set_to_none=True)`, torch's
+    /// default): the next backward pass allocates them again, so the forward pass runs
+    /// without them (full fine-tuning of SmolLM2: 540 MB less at the peak).
     pub fn zero_grad(&mut self) {
-        for (_, p) in &self.params {
-            let mut grad = p.grad();
-            if grad.defined() {
-                let _ = grad.detach_().zero_();
-            }
+        for (_, p) in &mut self.params {
+            unsafe { tunebook_clear_grad(p.as_mut_ptr()) };
         }
     }
 
