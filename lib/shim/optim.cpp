@@ -47,4 +47,8 @@ int tunebook_fused_adamw(const at::Tensor* const* params, const at::Tensor* cons
 // next backward pass allocates it, instead of staying through the forward pass as zeros.
 void tunebook_clear_grad(at::Tensor* param) { param->mutable_grad().reset(); }
 
+// param.grad = grad (the data-parallel all-reduce gives a gradient to a parameter this
+// worker's batch did not reach).
+void tunebook_set_grad(at::Tensor* param, const at::Tensor* grad) { param->mutable_grad() = *grad; }
+
 }  // extern "C"

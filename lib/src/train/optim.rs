@@ -23,6 +23,12 @@ extern "C" {
         cap: usize,
     ) -> i32;
     fn tunebook_clear_grad(param: *mut C_tensor);
+    fn tunebook_set_grad(param: *mut C_tensor, grad: *const C_tensor);
+}
+
+/// `param.grad = grad`.
+pub(crate) fn set_grad(param: &mut Tensor, grad: &Tensor) {
+    unsafe { tunebook_set_grad(param.as_mut_ptr(), grad.as_ptr()) };
 }
 
 /// Adam with decoupled weight decay (Loshchilov & Hutter), bias-corrected, as
@@ -179,5 +185,26 @@ impl AdamW {
         })?;
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_grad_drops_gradients_and_set_grad_gives_one_back() {
+        let weight = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        (&weight * 3.0).sum(tch::Kind::Float).backward();
+        let mut optimizer = AdamW::new(vec![("w".to_owned(), weight.shallow_clone())], (0.9, 0.999), 1e-8, 0.0);
+        optimizer.step(0.1);
+        assert!(weight.double_value(&[0]) < 1.0, "the fused step moved the weight against its gradient");
+        optimizer.zero_grad();
+        assert!(!weight.grad().defined(), "zero_grad sets the gradient to None");
+        optimizer.step(0.1);
+        let after = weight.double_value(&[0]);
+        set_grad(&mut weight.shallow_clone(), &Tensor::from_slice(&[1.0f32, 1.0]));
+        assert_eq!(weight.grad().double_value(&[1]), 1.0);
+        assert_eq!(after, weight.double_value(&[0]), "a step without gradients leaves the weight alone");
     }
 }

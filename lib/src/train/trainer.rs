@@ -616,19 +616,25 @@ impl Trainer {
 }
 
 /// Sums the trainable parameters' gradients across workers in one collective (flattened
-/// into a single buffer, as DDP's buckets do).
+/// into a single buffer, as DDP's buckets do). A parameter this worker's batch did not reach
+/// (its gradient was dropped at zero_grad) takes part with zeros, so every worker sends the
+/// same layout and all end with the same gradients.
 fn sum_gradients(group: &ProcessGroup, params: &NamedTensors) -> Result<()> {
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
-        if grads.is_empty() {
+        if params.is_empty() {
             return Ok(());
         }
+        let grads: Vec<Tensor> =
+            params.iter().map(|(_, p)| p.grad()).zip(params).map(|(g, (_, p))| if g.defined() { g } else { p.zeros_like() }).collect();
         let flat = Tensor::cat(&grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0);
         group.all_reduce_sum(&[&flat])?;
         let mut offset = 0;
-        for mut g in grads {
+        for ((_, param), mut g) in params.iter().zip(grads) {
             let n = g.numel() as i64;
             g.copy_(&flat.narrow(0, offset, n).view_as(&g));
+            if !param.grad().defined() {
+                super::optim::set_grad(&mut param.shallow_clone(), &g);
+            }
             offset += n;
         }
         Ok(())
