@@ -18,7 +18,7 @@ fn main() {
 fn compile_shim(lib: &std::path::Path) {
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
     let sources = ["shim/autograd.cpp", "shim/distributed.cpp", "shim/optim.cpp"];
-    for source in sources {
+    for source in sources.iter().chain(&["shim/common.h"]) {
         println!("cargo:rerun-if-changed={source}");
     }
     let mut build = cc::Build::new();

@@ -135,13 +135,9 @@ fn prepare_environment(work_dir: &Path, locations: Option<&preload::Locations>) 
         (CELL_BACKTRACE_VAR.to_owned(), std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "0".to_owned())),
         (relay::FLUSH_HELPER_VAR.to_owned(), relay::flush_helper_path(work_dir).display().to_string()),
     ];
-    let libtorch = locations.and_then(|l| Some((l.libtorch.clone()?, l.libtorch_lib()?)));
-    if let Some((root, lib)) = libtorch {
-        // The library's build needs it; the repo's .cargo/config.toml does not apply to
-        // evcxr's build directory.
-        if std::env::var_os("LIBTORCH").is_none() {
-            std::env::set_var("LIBTORCH", root);
-        }
+    // Cells load libtorch through the prebuilt library; building that library gets LIBTORCH
+    // from template::build, not from this process.
+    if let Some(lib) = locations.and_then(preload::Locations::libtorch_lib) {
         let lib = lib.display().to_string();
         let path = match std::env::var("LD_LIBRARY_PATH") {
             Ok(existing) if !existing.is_empty() => format!("{lib}:{existing}"),

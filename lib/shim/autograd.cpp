@@ -6,6 +6,8 @@
 // Rust hands in an opaque context and three callbacks; everything else is libtorch.
 #include <torch/torch.h>
 
+#include "common.h"
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -123,11 +125,7 @@ struct RustFunction : torch::autograd::Function<RustFunction> {
   }
 };
 
-void write_error(const std::exception& e, char* err, size_t cap) {
-  if (cap == 0) return;
-  std::strncpy(err, e.what(), cap - 1);
-  err[cap - 1] = 0;
-}
+void write_error(const std::exception& e, char* err, size_t cap) { tunebook_shim::write_error(e.what(), err, cap); }
 
 }  // namespace
 

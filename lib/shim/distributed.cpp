@@ -2,6 +2,8 @@
 // (TCPStore rendezvous, Gloo on CPU, NCCL on CUDA), exposed as a handful of C functions
 // because tch has no binding for torch.distributed.
 #include <torch/torch.h>
+
+#include "common.h"
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -24,18 +26,8 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-void write_error(const char* what, char* err, size_t cap) {
-  if (cap == 0) return;
-  std::strncpy(err, what, cap - 1);
-  err[cap - 1] = 0;
-}
-
-std::vector<at::Tensor> tensors_of(at::Tensor** tensors, int n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
-  return out;
-}
+using tunebook_shim::tensors_of;
+using tunebook_shim::write_error;
 
 // Waits for a collective with the group's timeout, so a dead peer is an error, not a hang.
 void finish(Group* g, c10::intrusive_ptr<c10d::Work> work) {

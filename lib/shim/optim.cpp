@@ -4,20 +4,12 @@
 // tch binds no operator that takes lists of tensors to update in place, hence this shim.
 #include <torch/torch.h>
 
-#include <cstring>
 #include <exception>
 #include <vector>
 
-namespace {
+#include "common.h"
 
-std::vector<at::Tensor> tensors_of(const at::Tensor* const* tensors, int n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
-  return out;
-}
-
-}  // namespace
+using tunebook_shim::tensors_of;
 
 extern "C" {
 
@@ -35,10 +27,7 @@ int tunebook_fused_adamw(const at::Tensor* const* params, const at::Tensor* cons
                       /*maximize=*/false);
     return 0;
   } catch (const std::exception& e) {
-    if (cap > 0) {
-      std::strncpy(err, e.what(), cap - 1);
-      err[cap - 1] = 0;
-    }
+    tunebook_shim::write_error(e.what(), err, cap);
     return 1;
   }
 }
