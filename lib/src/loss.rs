@@ -59,15 +59,15 @@ pub fn fused_causal_lm_loss_sum(hidden: &Tensor, weight: &Tensor, bias: Option<&
             for start in (0..n_scored).step_by(rows_per_slice as usize) {
                 let n = rows_per_slice.min(n_scored - start);
                 let rows = h.narrow(0, start, n);
-                let logits = rows.linear(&head, head_bias.as_ref());
+                let logits = crate::nn::linear(&rows, &head, head_bias.as_ref());
                 let index = target.narrow(0, start, n).unsqueeze(1);
                 let log_norm = logits.logsumexp([1], true);
                 total += (&log_norm - logits.gather(1, &index, false)).sum(Kind::Float);
                 // d(loss)/d(logits) = softmax − one-hot.
                 let grad_logits = (logits - log_norm).exp_().scatter_add(1, &index, &index.ones_like().to_kind(Kind::Float).neg());
-                grad_rows.push(grad_logits.matmul(&head).to_kind(all.kind()));
+                grad_rows.push(crate::nn::mm(&grad_logits, &head).to_kind(all.kind()));
                 if let Some(grad) = &mut grad_weight {
-                    let _ = grad.addmm_(&grad_logits.tr(), &rows);
+                    crate::nn::addmm_(grad, &grad_logits.tr(), &rows);
                 }
                 if let Some(grad) = &mut grad_bias {
                     *grad += grad_logits.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);

@@ -165,7 +165,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.down_proj.forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+        self.down_proj.forward(&crate::nn::swiglu(&self.gate_proj.forward(x), &self.up_proj.forward(x)))
     }
 }
 

@@ -45,7 +45,7 @@ impl Linear {
 
     /// The layer without any hook.
     pub fn base_forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        super::linear(x, &self.weight, self.bias.as_ref())
     }
 
     pub fn in_features(&self) -> i64 {

@@ -3,11 +3,15 @@
 mod attention;
 mod checkpoint;
 mod layers;
+mod matmul;
 mod module;
+mod swiglu;
 mod weights;
 
 pub use attention::{attention_bias, rotate_half, KvCache, LayerCache, Rope, RopeScaling};
 pub use checkpoint::Checkpointing;
 pub use layers::{Embedding, LayerNorm, Linear, LinearHook, RmsNorm, PACKED_4BIT_SUFFIX};
+pub use matmul::{addmm_, cpu_matmul, linear, mm, set_cpu_matmul, CpuMatmul};
 pub use module::{join, Module, NamedTensors};
+pub use swiglu::swiglu;
 pub use weights::Weights;

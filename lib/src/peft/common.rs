@@ -3,7 +3,7 @@
 use super::adapter::AdapterLayer;
 use super::lora::LoraLayer;
 use crate::models::Model;
-use crate::nn::{Linear, LinearHook, Module};
+use crate::nn::{linear, Linear, LinearHook, Module};
 use crate::{Error, Result};
 use std::fmt;
 use tch::{Kind, Tensor};
@@ -255,7 +255,7 @@ pub struct ModulesToSave {
 impl LinearHook for ModulesToSave {
     fn forward(&self, base: &Linear, x: &Tensor) -> Tensor {
         if self.enabled {
-            x.linear(&self.weight, self.bias.as_ref())
+            linear(x, &self.weight, self.bias.as_ref())
         } else {
             base.base_forward(x)
         }

@@ -11,7 +11,7 @@
 //! # Ok::<(), tunebook::Error>(())
 //! ```
 use crate::models::Model;
-use crate::nn::{join, Linear, LinearHook, Module};
+use crate::nn::{join, linear, Linear, LinearHook, Module};
 use crate::peft::common::{check_modules_to_save, freeze, install_modules_to_save, linear_names, kaiming_uniform, TrainableParameters};
 use crate::peft::trainable_parameters;
 use crate::{Error, Result};
@@ -143,8 +143,8 @@ impl LinearHook for AdapterLayer {
         if !self.enabled {
             return y;
         }
-        let h = self.activation.apply(&y.linear(&self.down_weight, Some(&self.down_bias)));
-        &y + h.linear(&self.up_weight, Some(&self.up_bias))
+        let h = self.activation.apply(&linear(&y, &self.down_weight, Some(&self.down_bias)));
+        &y + linear(&h, &self.up_weight, Some(&self.up_bias))
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "adapter.down.weight"), &self.down_weight);

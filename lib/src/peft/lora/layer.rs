@@ -1,6 +1,6 @@
 //! The LoRA layer: `y = base(x) + B·A·dropout(x) · scale`, hooked onto a `Linear`.
 use super::LoraConfig;
-use crate::nn::{join, Linear, LinearHook};
+use crate::nn::{join, linear, Linear, LinearHook};
 use crate::peft::common::PACKED_4BIT_SUFFIX;
 use crate::peft::qlora::QuantizedWeight;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ impl LinearHook for LoraLayer {
             return out;
         }
         let x = if self.dropout > 0.0 && crate::autograd::training() { x.dropout(self.dropout, true) } else { x.shallow_clone() };
-        out + x.linear::<Tensor>(&self.a, None).linear::<Tensor>(&self.b, None) * self.scaling
+        out + linear(&linear(&x, &self.a, None), &self.b, None) * self.scaling
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         if let Some(q) = &self.quantized {

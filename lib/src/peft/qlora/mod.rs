@@ -11,7 +11,7 @@
 //! # Ok::<(), tunebook::Error>(())
 //! ```
 use crate::models::Model;
-use crate::nn::{join, Linear, LinearHook, Module};
+use crate::nn::{join, linear, Linear, LinearHook, Module};
 use crate::peft::common::PACKED_4BIT_SUFFIX;
 use crate::peft::lora::LoraLayer;
 use crate::{Error, Result};
@@ -183,15 +183,15 @@ impl QuantizedWeight {
     /// does), so a QLoRA step holds one layer's fp32 weight at a time, not all of them.
     pub fn linear(&self, x: &Tensor, bias: Option<&Tensor>) -> Tensor {
         if !crate::autograd::grad_enabled() {
-            return x.linear(&self.dequantize(x.kind()), bias);
+            return linear(x, &self.dequantize(x.kind()), bias);
         }
         let (weight, recompute) = (self.shallow_clone(), self.shallow_clone());
         let bias = bias.map(Tensor::shallow_clone);
         crate::autograd::function(
             x,
-            move |x| x.linear(&weight.dequantize(x.kind()), bias.as_ref()),
+            move |x| linear(x, &weight.dequantize(x.kind()), bias.as_ref()),
             // Weight and bias are frozen: only the input's gradient, grad · W.
-            move |grad_output| grad_output.matmul(&recompute.dequantize(grad_output.kind())),
+            move |grad_output| linear(grad_output, &recompute.dequantize(grad_output.kind()).tr(), None),
         )
     }
 
@@ -301,7 +301,7 @@ mod tests {
         let bias = Tensor::randn([48], (Kind::Float, tch::Device::Cpu));
         let x = Tensor::randn([2, 3, 80], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
         let probe = Tensor::randn([2, 3, 48], (Kind::Float, tch::Device::Cpu));
-        let plain = x.linear(&w.dequantize(Kind::Float), Some(&bias));
+        let plain = linear(&x, &w.dequantize(Kind::Float), Some(&bias));
         (&plain * &probe).sum(Kind::Float).backward();
         let expected = x.grad().copy();
         let _ = x.grad().zero_();
