@@ -1,5 +1,5 @@
 //! Compiles the C++ shim (`shim/`: custom autograd functions, c10d process groups, fused
-//! AdamW, oneDNN matrix products, SwiGLU) against the same libtorch headers torch-sys uses, and bakes libtorch's directory
+//! AdamW, oneDNN matrix products, fused SwiGLU and RMSNorm) against the same libtorch headers torch-sys uses, and bakes libtorch's directory
 //! into every binary of this package as an rpath, so `tunebook` and the tests run without
 //! LD_LIBRARY_PATH.
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ fn main() {
 
 fn compile_shim(lib: &std::path::Path) {
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
-    let sources = ["shim/autograd.cpp", "shim/distributed.cpp", "shim/optim.cpp", "shim/matmul.cpp", "shim/swiglu.cpp"];
+    let sources = ["shim/autograd.cpp", "shim/distributed.cpp", "shim/optim.cpp", "shim/matmul.cpp", "shim/fused.cpp"];
     for source in sources.iter().chain(&["shim/common.h"]) {
         println!("cargo:rerun-if-changed={source}");
     }

@@ -98,8 +98,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let dim = self.weight.size()[0];
-        x.rms_norm([dim], Some(&self.weight), self.eps)
+        super::rms_norm(x, &self.weight, self.eps)
     }
 }
 

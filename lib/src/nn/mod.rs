@@ -5,7 +5,7 @@ mod checkpoint;
 mod layers;
 mod matmul;
 mod module;
-mod swiglu;
+mod fused;
 mod weights;
 
 pub use attention::{attention_bias, rotate_half, KvCache, LayerCache, Rope, RopeScaling};
@@ -13,5 +13,5 @@ pub use checkpoint::Checkpointing;
 pub use layers::{Embedding, LayerNorm, Linear, LinearHook, RmsNorm, PACKED_4BIT_SUFFIX};
 pub use matmul::{addmm_, cpu_matmul, linear, mm, set_cpu_matmul, CpuMatmul};
 pub use module::{join, Module, NamedTensors};
-pub use swiglu::swiglu;
+pub use fused::{rms_norm, swiglu};
 pub use weights::Weights;
