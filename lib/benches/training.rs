@@ -9,6 +9,13 @@
 //! loading. Both train the same fp32 weights: SmolLM2 as tunebook dequantizes it from the
 //! shipped GGUF, exported with `save_pretrained` for the peer. Prints tokens/s and peak
 //! memory with the ratio to the peer and the target next to each.
+//!
+//! `-- --gpu MODEL_DIR` is the same comparison on CUDA in bf16 (LoRA, QLoRA, full) for a
+//! machine with a GPU, on an HF folder both sides load (`scripts/gpu_bench.sh` makes one
+//! there from SmolLM2-135M's config with random weights, builds this bench here with
+//! `--features tunebook/cuda` and runs it there). Prints tokens/s, the ratio and the
+//! model-FLOPs utilisation of each side.
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -34,13 +41,55 @@ const RUNS: [(&str, &str, bool, f64, f64); 6] = [
     ("full", "full fine-tuning", false, 1.1, 0.8),
 ];
 
-fn load() -> Model {
-    Model::from_pretrained_with("smollm2-135m-instruct", LoadOptions::default().device(Device::Cpu).kind(Kind::Float)).expect("run scripts/setup.sh first")
+/// Where a run trains: the shipped model in fp32 on the CPU, or an HF folder on the best
+/// device in its compute dtype (`--gpu`: bf16 on the first GPU; fp32 on the CPU where there
+/// is none, which makes a dry run of the GPU script).
+#[derive(Clone)]
+enum Target {
+    Cpu,
+    Gpu(String),
+}
+
+impl Target {
+    fn device(&self) -> Device {
+        match self {
+            Target::Cpu => Device::Cpu,
+            Target::Gpu(_) => tunebook::device::best_device(),
+        }
+    }
+
+    fn load(&self) -> Model {
+        match self {
+            Target::Cpu => Model::from_pretrained_with("smollm2-135m-instruct", LoadOptions::default().device(Device::Cpu).kind(Kind::Float)).expect("run scripts/setup.sh first"),
+            Target::Gpu(dir) => {
+                let device = self.device();
+                Model::from_pretrained_with(dir, LoadOptions::default().device(device).kind(tunebook::device::compute_kind(device))).expect("the model folder loads")
+            }
+        }
+    }
+
+    /// Arguments that select this target in a `--one` child process.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Target::Cpu => vec![],
+            Target::Gpu(dir) => vec!["--gpu".into(), dir.clone()],
+        }
+    }
+}
+
+/// Waits for the GPU's queued work, so the clock measures it.
+fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
 }
 
 /// One run in this process: `{"tokens_per_s", "step_s", "peak_mib"}` on stdout.
-fn measure(method: &str, checkpointing: bool) -> serde_json::Value {
-    let mut model = load();
+fn measure(target: &Target, method: &str, checkpointing: bool) -> serde_json::Value {
+    let device = target.device();
+    let mut model = target.load();
+    // Before a method packs weights into 4 bits or adds its own.
+    let parameters = model.num_parameters();
     let lora = LoraConfig::new(8).alpha(16.0).targets(["q_proj", "v_proj"]);
     match method {
         "lora" | "lora-masked" => drop(lora.apply(&mut model).unwrap()),
@@ -51,7 +100,7 @@ fn measure(method: &str, checkpointing: bool) -> serde_json::Value {
     let params = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     let mut optimizer = AdamW::new(params, (0.9, 0.999), 1e-8, 0.0);
     tch::manual_seed(0);
-    let ids = Tensor::randint(model.tokenizer().unwrap().vocab_size() as i64, [BATCH, SEQ], (Kind::Int64, Device::Cpu));
+    let ids = Tensor::randint(model.tokenizer().unwrap().vocab_size() as i64, [BATCH, SEQ], (Kind::Int64, device));
     let labels = ids.copy();
     if method.ends_with("-masked") {
         let _ = labels.narrow(1, 0, SEQ / 2).fill_(tunebook::loss::IGNORE_INDEX);
@@ -65,19 +114,26 @@ fn measure(method: &str, checkpointing: bool) -> serde_json::Value {
     };
     reset_peak_memory();
     step();
+    synchronize(device);
     let start = Instant::now();
     for _ in 0..STEPS {
         step();
     }
+    synchronize(device);
     let seconds = start.elapsed().as_secs_f64() / STEPS as f64;
-    serde_json::json!({ "tokens_per_s": (BATCH * SEQ) as f64 / seconds, "step_s": seconds, "peak_mib": process_memory().peak_mib() })
+    serde_json::json!({ "tokens_per_s": (BATCH * SEQ) as f64 / seconds, "step_s": seconds, "peak_mib": process_memory().peak_mib(), "parameters": parameters })
 }
 
-fn run(mut command: Command, what: &str) -> serde_json::Value {
-    let out = command.env("HF_HUB_OFFLINE", "1").output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+/// The JSON line a run printed last, or why there is none (the last lines of its stderr).
+fn run(mut command: Command, what: &str) -> Result<serde_json::Value, String> {
+    let out = command.env("HF_HUB_OFFLINE", "1").output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(format!("{what} failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" / ")));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{what}: {e}: {text}"))
+    serde_json::from_str(text.lines().last().unwrap_or_default()).map_err(|e| format!("{what}: {e}: {text}"))
 }
 
 fn verdict(ratio: f64, target: f64, higher_is_better: bool) -> String {
@@ -88,14 +144,23 @@ fn verdict(ratio: f64, target: f64, higher_is_better: bool) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let target = match args.iter().position(|a| a == "--gpu") {
+        Some(i) => Target::Gpu(args.get(i + 1).expect("--gpu MODEL_DIR").clone()),
+        None => Target::Cpu,
+    };
     if let Some(i) = args.iter().position(|a| a == "--one") {
-        println!("{}", measure(&args[i + 1], args[i + 2] == "1"));
+        println!("{}", measure(&target, &args[i + 1], args[i + 2] == "1"));
         return;
+    }
+    if let Target::Gpu(dir) = &target {
+        return gpu_table(&target, dir);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--export-config") {
+        return export_config(Path::new(args.get(i + 1).expect("--export-config DIR")));
     }
     let threads = tch::get_num_threads();
     let exported = tempfile::tempdir().unwrap();
-    load().save_pretrained(exported.path()).unwrap();
-    let peer_script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/training.py");
+    target.load().save_pretrained(exported.path()).unwrap();
     println!("SmolLM2-135M fp32 CPU, batch {BATCH} × {SEQ} random tokens, AdamW, {threads} threads, {STEPS} timed steps after 1 warm-up; peer: transformers + peft (+ bitsandbytes for QLoRA)");
     println!("| method | tunebook tokens/s | peer tokens/s | ratio | target | tunebook peak MiB | peer peak MiB | ratio | target |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -106,13 +171,8 @@ fn main() {
             continue;
         }
         let checkpointing = if checkpointing { "1" } else { "0" };
-        let mut ours = Command::new(std::env::current_exe().unwrap());
-        ours.args(["--one", method, checkpointing]);
-        let ours = run(ours, &format!("tunebook {label}"));
-        let mut peer = Command::new(venv_dir().unwrap().join("bin/python"));
-        peer.arg(peer_script).arg(exported.path());
-        peer.args([method, &BATCH.to_string(), &SEQ.to_string(), &STEPS.to_string(), &threads.to_string(), checkpointing]);
-        let peer = run(peer, &format!("peer {label}"));
+        let (ours, peer) = run_pair(&target, &venv_dir().unwrap().join("bin/python"), exported.path(), method, label, checkpointing, threads);
+        let (ours, peer) = (ours.unwrap_or_else(|e| panic!("{e}")), peer.unwrap_or_else(|e| panic!("{e}")));
         let (a, b) = (ours["tokens_per_s"].as_f64().unwrap(), peer["tokens_per_s"].as_f64().unwrap());
         let (m, n) = (ours["peak_mib"].as_f64().unwrap(), peer["peak_mib"].as_f64().unwrap());
         println!(
@@ -122,5 +182,88 @@ fn main() {
             m / n,
             verdict(m / n, memory_target, false)
         );
+    }
+}
+
+/// Our run and the peer's for one method, each in a fresh process.
+fn run_pair(target: &Target, python: &Path, model_dir: &Path, method: &str, label: &str, checkpointing: &str, threads: i32) -> (Result<serde_json::Value, String>, Result<serde_json::Value, String>) {
+    let mut ours = Command::new(std::env::current_exe().unwrap());
+    ours.args(target.args()).args(["--one", method, checkpointing]);
+    let ours = run(ours, &format!("tunebook {label}"));
+    let device = if target.device().is_cuda() { "cuda" } else { "cpu" };
+    // On a GPU machine the repository sits elsewhere than where this bench was built.
+    let peers = std::env::var("TUNEBOOK_BENCH_PEERS").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers").into());
+    let peer_script = Path::new(&peers).join("training.py");
+    let mut peer = Command::new(python);
+    peer.env("TUNEBOOK_BENCH_DEVICE", device).arg(peer_script).arg(model_dir);
+    peer.args([method, &BATCH.to_string(), &SEQ.to_string(), &STEPS.to_string(), &threads.to_string(), checkpointing]);
+    (ours, run(peer, &format!("peer {label}")))
+}
+
+/// Dense bf16 peak of the GPU, for model-FLOPs utilisation: `TUNEBOOK_GPU_PEAK_TFLOPS`, or
+/// the H200's (and H100 SXM's) 989 TFLOP/s.
+fn gpu_peak_flops() -> f64 {
+    std::env::var("TUNEBOOK_GPU_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(989.0) * 1e12
+}
+
+/// Model FLOPs per trained token as in the PaLM paper's MFU: 6 per parameter (forward and
+/// backward) plus causal attention's 12 · layers · hidden · sequence. The same count for
+/// every method, so LoRA's utilisation is comparable with full fine-tuning's.
+fn model_flops_per_token(parameters: f64, config: &serde_json::Value) -> f64 {
+    let field = |name: &str| config[name].as_f64().unwrap_or(0.0);
+    6.0 * parameters + 12.0 * field("num_hidden_layers") * field("hidden_size") * SEQ as f64
+}
+
+/// The `--gpu` table: LoRA, QLoRA and full fine-tuning in bf16 on CUDA next to
+/// transformers + peft (+ bitsandbytes) from the machine's own `python3`.
+fn gpu_table(target: &Target, dir: &str) {
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("config.json")).expect("config.json in the model folder")).expect("config.json is JSON");
+    let python = std::env::var("TUNEBOOK_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let peak = gpu_peak_flops();
+    let on = if target.device().is_cuda() { format!("bf16 on {}", gpu_name()) } else { "fp32 on the CPU (no GPU here: a dry run)".into() };
+    println!("SmolLM2-135M architecture (random weights) {on}, batch {BATCH} × {SEQ} random tokens, AdamW, {STEPS} timed steps after 1 warm-up; peer: transformers + peft (+ bitsandbytes for QLoRA); MFU against {:.0} TFLOP/s", peak / 1e12);
+    println!("| method | tunebook tokens/s | peer tokens/s | ratio | target | tunebook MFU | peer MFU |");
+    println!("|---|---|---|---|---|---|---|");
+    for (method, label, target_ratio) in [("lora", "LoRA r=8 q,v", 1.3), ("qlora", "QLoRA NF4 r=8 q,v", 1.3), ("full", "full fine-tuning", 1.1)] {
+        // A side that fails (bitsandbytes missing on that machine, say) is reported, not fatal.
+        let (ours, peer) = run_pair(target, Path::new(&python), Path::new(dir), method, label, "0", tch::get_num_threads());
+        let tokens_per_s = |side: &Result<serde_json::Value, String>| side.as_ref().ok().and_then(|v| v["tokens_per_s"].as_f64());
+        let parameters = ours.as_ref().ok().and_then(|v| v["parameters"].as_f64()).unwrap_or(0.0);
+        let flops = model_flops_per_token(parameters, &config);
+        let cell = |t: Option<f64>| t.map_or("failed".to_string(), |t| format!("{t:.0}"));
+        let mfu = |t: Option<f64>| t.map_or("".to_string(), |t| format!("{:.1}%", 100.0 * t * flops / peak));
+        let (a, b) = (tokens_per_s(&ours), tokens_per_s(&peer));
+        let (ratio, verdict_text) = match (a, b) {
+            (Some(a), Some(b)) => (format!("{:.2}x", a / b), verdict(a / b, target_ratio, true)),
+            _ => ("".into(), "".into()),
+        };
+        println!("| {label} | {} | {} | {ratio} | {verdict_text} | {} | {} |", cell(a), cell(b), mfu(a), mfu(b));
+        for error in [ours.err(), peer.err()].into_iter().flatten() {
+            println!("|   {error} | | | | | | |");
+        }
+    }
+}
+
+fn gpu_name() -> String {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("a GPU").trim().to_string())
+        .unwrap_or_else(|| "a GPU".into())
+}
+
+/// The shipped SmolLM2's HF folder without its weights (config, tokenizer): what a GPU
+/// machine needs to build the same architecture with random weights.
+fn export_config(dir: &Path) {
+    let exported = tempfile::tempdir().unwrap();
+    Target::Cpu.load().save_pretrained(exported.path()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(exported.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            continue;
+        }
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
 }
