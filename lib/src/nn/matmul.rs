@@ -46,7 +46,7 @@ static CHOICE: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Chooses the library for the CPU's fp32 products from now on (all threads).
 pub fn set_cpu_matmul(choice: CpuMatmul) {
-    CHOICE.store(if choice == CpuMatmul::OneDnn && has_onednn() { ONEDNN } else { BLAS }, Ordering::Relaxed);
+    CHOICE.store(if choice == CpuMatmul::OneDnn && onednn_usable() { ONEDNN } else { BLAS }, Ordering::Relaxed);
 }
 
 /// The library computing the CPU's fp32 products: oneDNN unless libtorch lacks it or
@@ -72,8 +72,20 @@ pub fn cpu_matmul() -> CpuMatmul {
     }
 }
 
-fn has_onednn() -> bool {
-    unsafe { tunebook_has_onednn() != 0 }
+/// libtorch has oneDNN and its fp32 product works on this CPU (checked once on a 2×2
+/// product: builds for other architectures may accept fewer dtypes), else BLAS it is.
+fn onednn_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| {
+        if unsafe { tunebook_has_onednn() } == 0 {
+            return false;
+        }
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let out = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+        let mut err = [0 as c_char; 4096];
+        let failed = unsafe { tunebook_onednn_addmm(out.as_ptr(), a.as_ptr(), a.as_ptr(), 0.0, err.as_mut_ptr(), err.len()) };
+        failed == 0 && out.allclose(&a.matmul(&a), 1e-6, 1e-6, false)
+    })
 }
 
 fn onednn_applies(tensors: &[&Tensor]) -> bool {
@@ -169,6 +181,14 @@ mod tests {
         let mut out = Tensor::ones([5, 3], (Kind::Float, Device::Cpu));
         addmm_(&mut out, &a.tr(), &b);
         assert!(out.allclose(&(a.tr().matmul(&b) + 1.0), 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn onednn_is_the_default_with_the_pypi_libtorch() {
+        // The x86-64 wheels carry oneDNN; only the variable may turn it off.
+        if std::env::var_os("TUNEBOOK_CPU_MATMUL").is_none() {
+            assert_eq!(cpu_matmul(), CpuMatmul::OneDnn);
+        }
     }
 
     #[test]
