@@ -1,7 +1,7 @@
 //! Compiles the C++ shim (`shim/`: custom autograd functions, c10d process groups, fused
-//! AdamW, oneDNN matrix products, fused SwiGLU and RMSNorm) against the same libtorch headers torch-sys uses, and bakes libtorch's directory
-//! into every binary of this package as an rpath, so `tunebook` and the tests run without
-//! LD_LIBRARY_PATH.
+//! AdamW, oneDNN matrix products, fused SwiGLU and RMSNorm) against the same libtorch
+//! headers torch-sys uses, and bakes libtorch's directory into every binary of this package
+//! as an rpath, so `tunebook` and the tests run without LD_LIBRARY_PATH.
 use std::path::PathBuf;
 
 fn main() {

@@ -14,7 +14,6 @@
 
 #include "common.h"
 
-#include <exception>
 #include <numeric>
 #include <vector>
 
@@ -22,6 +21,8 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using tunebook_shim::guarded;
+using tunebook_shim::tracked;
 
 struct SwiGlu : torch::autograd::Function<SwiGlu> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
@@ -80,23 +81,6 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
     return {grad_x, grad_weight, at::Tensor()};
   }
 };
-
-template <typename F>
-at::Tensor* guarded(F f, char* err, size_t cap) {
-  try {
-    return new at::Tensor(f());
-  } catch (const std::exception& e) {
-    tunebook_shim::write_error(e.what(), err, cap);
-    return nullptr;
-  }
-}
-
-bool tracked(std::initializer_list<const at::Tensor*> inputs) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (auto t : inputs)
-    if (t->requires_grad()) return true;
-  return false;
-}
 
 }  // namespace
 

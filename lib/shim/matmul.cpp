@@ -7,12 +7,23 @@
 // libtorch reaches oneDNN for fp32 only when a lower precision is allowed, so the linear
 // layer's forward and backward are written here on at::native::mkldnn_matmul, the function
 // libtorch's addmm itself calls for bf16.
+//
+// Signals are held off while oneDNN's kernels run (see SignalsHeld): on the Firecracker
+// VMs this project runs on, a signal delivered in the middle of an AVX-512 kernel corrupts
+// its state; reproduced with torch alone (oneDNN's fp32 product in a loop, SIGUSR1 from
+// another process: glibc reports a corrupted heap within seconds; MKL's AVX2 code is fine).
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "common.h"
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
 #include <exception>
 #include <optional>
+#include <thread>
 
 namespace at {
 namespace native {
@@ -27,9 +38,50 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Every signal a thread can defer (not the ones its own faults raise).
+sigset_t deferrable_signals() {
+  sigset_t set;
+  sigfillset(&set);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) sigdelset(&set, sig);
+  return set;
+}
+
+// libtorch's OpenMP threads (which run oneDNN's kernels beside the calling thread) never
+// take a signal: the kernel then delivers a process-wide one to a thread outside oneDNN.
+// Done again when the thread count changes; new pool threads inherit the caller's mask,
+// which is deferring whenever they are created inside a product.
+void keep_signals_off_pool_threads() {
+  static std::atomic<int> covered{0};
+  int threads = at::get_num_threads();
+  if (covered.load() == threads) return;
+  auto caller = std::this_thread::get_id();
+  sigset_t set = deferrable_signals();
+  // One index per thread: ATen's OpenMP backend gives each thread one chunk of grain 1.
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    if (std::this_thread::get_id() != caller) pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  });
+  covered.store(threads);
+}
+
+// Signals arriving meanwhile wait until the product is done (a few milliseconds).
+struct SignalsHeld {
+  sigset_t previous;
+  SignalsHeld() {
+    keep_signals_off_pool_threads();
+    sigset_t set = deferrable_signals();
+    pthread_sigmask(SIG_BLOCK, &set, &previous);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous, nullptr); }
+};
+
+void mkldnn_matmul_held(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out, float beta) {
+  SignalsHeld held;
+  at::native::mkldnn_matmul(a, b, out, beta, 1.0f);
+}
+
 at::Tensor onednn_mm(const at::Tensor& a, const at::Tensor& b) {
   auto out = at::empty({a.size(0), b.size(1)}, a.options());
-  at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
+  mkldnn_matmul_held(a, b, out, 0.0f);
   return out;
 }
 
@@ -76,16 +128,13 @@ extern "C" {
 // grad mode is on; or null with a message in err.
 at::Tensor* tunebook_onednn_linear(const at::Tensor* x, const at::Tensor* weight, const at::Tensor* bias, char* err,
                                    size_t cap) {
-  try {
-    std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(*bias) : std::nullopt;
-    bool tracked =
-        at::GradMode::is_enabled() && (x->requires_grad() || weight->requires_grad() || (b && b->requires_grad()));
-    if (!tracked) return new at::Tensor(linear_forward(*x, *weight, b));
-    return new at::Tensor(OneDnnLinear::apply(*x, *weight, b));
-  } catch (const std::exception& e) {
-    tunebook_shim::write_error(e.what(), err, cap);
-    return nullptr;
-  }
+  return tunebook_shim::guarded(
+      [&] {
+        std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(*bias) : std::nullopt;
+        if (tunebook_shim::tracked({x, weight, bias})) return OneDnnLinear::apply(*x, *weight, b);
+        return linear_forward(*x, *weight, b);
+      },
+      err, cap);
 }
 
 // out = beta·out + a·b for 2-D a, b (contiguous or transposed views) and a contiguous out
@@ -94,7 +143,7 @@ int tunebook_onednn_addmm(const at::Tensor* out, const at::Tensor* a, const at::
                           size_t cap) {
   try {
     at::NoGradGuard no_grad;
-    at::native::mkldnn_matmul(*a, *b, *out, beta, 1.0f);
+    mkldnn_matmul_held(*a, *b, *out, beta);
     return 0;
   } catch (const std::exception& e) {
     tunebook_shim::write_error(e.what(), err, cap);

@@ -118,14 +118,9 @@ struct Closures {
 fn apply(input: &Tensor, keep_input: bool, forward: ForwardClosure, backward: BackwardClosure) -> Tensor {
     let closures = Box::new(Closures { forward, backward });
     let ctx = Box::into_raw(closures) as *mut c_void;
-    let mut err = [0 as c_char; 4096];
-    let out = unsafe {
-        tunebook_apply_function(input.as_ptr(), ctx, call_forward, call_backward, drop_closures, keep_input as i32, err.as_mut_ptr(), err.len())
-    };
-    if out.is_null() {
-        panic!("{}", crate::shim::error_message(&err));
-    }
-    unsafe { Tensor::from_ptr(out) }
+    crate::shim::tensor_from("autograd function", |err, cap| unsafe {
+        tunebook_apply_function(input.as_ptr(), ctx, call_forward, call_backward, drop_closures, keep_input as i32, err, cap)
+    })
 }
 
 unsafe extern "C" fn call_forward(ctx: *mut c_void, input: *const C_tensor, err: *mut c_char, cap: usize) -> *mut C_tensor {

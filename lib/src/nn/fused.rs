@@ -12,6 +12,7 @@
 //! let rms = gate.square().mean_dim(-1, true, Kind::Float).sqrt();
 //! assert!(rms_norm(&gate, &weight, 0.0).allclose(&(&gate / rms), 1e-5, 1e-5, false));
 //! ```
+use crate::shim::tensor_from;
 use std::ffi::c_char;
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -27,7 +28,7 @@ extern "C" {
 /// # Panics
 /// On shapes that do not match, as tch's operations do.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Tensor {
-    take(|err, cap| unsafe { tunebook_swiglu(gate.as_ptr(), up.as_ptr(), err, cap) }, "swiglu")
+    tensor_from("swiglu", |err, cap| unsafe { tunebook_swiglu(gate.as_ptr(), up.as_ptr(), err, cap) })
 }
 
 /// `x / sqrt(mean(x²) + eps) · weight` over the last dimension, the normalization computed
@@ -37,16 +38,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Tensor {
 /// # Panics
 /// When `weight` does not match the last dimension of `x`, as tch's operations do.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
-    take(|err, cap| unsafe { tunebook_rms_norm(x.as_ptr(), weight.as_ptr(), eps, err, cap) }, "rms_norm")
-}
-
-fn take(call: impl FnOnce(*mut c_char, usize) -> *mut C_tensor, what: &str) -> Tensor {
-    let mut err = [0 as c_char; 4096];
-    let out = call(err.as_mut_ptr(), err.len());
-    if out.is_null() {
-        panic!("{what}: {}", crate::shim::error_message(&err));
-    }
-    unsafe { Tensor::from_ptr(out) }
+    tensor_from("rms_norm", |err, cap| unsafe { tunebook_rms_norm(x.as_ptr(), weight.as_ptr(), eps, err, cap) })
 }
 
 #[cfg(test)]

@@ -101,13 +101,8 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     if !onednn_applies(&[x, weight]) || bias.is_some_and(|b| b.kind() != Kind::Float) {
         return x.linear(weight, bias);
     }
-    let mut err = [0 as c_char; 4096];
     let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
-    let out = unsafe { tunebook_onednn_linear(x.as_ptr(), weight.as_ptr(), bias_ptr, err.as_mut_ptr(), err.len()) };
-    if out.is_null() {
-        panic!("linear: {}", crate::shim::error_message(&err));
-    }
-    unsafe { Tensor::from_ptr(out) }
+    crate::shim::tensor_from("linear", |err, cap| unsafe { tunebook_onednn_linear(x.as_ptr(), weight.as_ptr(), bias_ptr, err, cap) })
 }
 
 /// `a · b` for 2-D `a`, `b` (either may be a transposed view); not recorded for autograd.
@@ -152,7 +147,7 @@ mod tests {
         (&y * &upstream).sum(Kind::Float).backward();
         let grads: Vec<Tensor> = [&x, &w, &b].iter().map(|t| t.grad().copy()).collect();
         for t in [&x, &w, &b] {
-            t.grad().zero_();
+            let _ = t.grad().zero_();
         }
         // libtorch's own linear (the switch is global and tests share the process).
         let expected = x.linear(&w, Some(&b));
