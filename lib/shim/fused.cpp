@@ -47,15 +47,20 @@ at::Tensor inverse_rms(const at::Tensor& x_float, double eps) {
   return x_float.pow(2).mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
 }
 
-at::Tensor rms_norm_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& inv_rms) {
-  return (x.to(at::kFloat) * inv_rms).to(x.scalar_type()) * weight;
+// x_float is x in fp32 (x itself when it is fp32): cast once, used twice.
+at::Tensor rms_norm_forward(const at::Tensor& x, const at::Tensor& x_float, const at::Tensor& weight, double eps,
+                            at::Tensor* inv_rms_out) {
+  auto inv_rms = inverse_rms(x_float, eps);
+  if (inv_rms_out) *inv_rms_out = inv_rms;
+  return (x_float * inv_rms).to(x.scalar_type()) * weight;
 }
 
 struct RmsNorm : torch::autograd::Function<RmsNorm> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
-    auto inv_rms = inverse_rms(x.to(at::kFloat), eps);
+    at::Tensor inv_rms;
+    auto y = rms_norm_forward(x, x.to(at::kFloat), weight, eps, &inv_rms);
     ctx->save_for_backward({x, weight, inv_rms});
-    return rms_norm_forward(x, weight, inv_rms);
+    return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -99,7 +104,7 @@ at::Tensor* tunebook_rms_norm(const at::Tensor* x, const at::Tensor* weight, dou
   return guarded(
       [&] {
         if (tracked({x, weight})) return RmsNorm::apply(*x, *weight, eps);
-        return rms_norm_forward(*x, *weight, inverse_rms(x->to(at::kFloat), eps));
+        return rms_norm_forward(*x, x->to(at::kFloat), *weight, eps, nullptr);
       },
       err, cap);
 }

@@ -82,9 +82,7 @@ fn onednn_usable() -> bool {
         }
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
         let out = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
-        let mut err = [0 as c_char; 4096];
-        let failed = unsafe { tunebook_onednn_addmm(out.as_ptr(), a.as_ptr(), a.as_ptr(), 0.0, err.as_mut_ptr(), err.len()) };
-        failed == 0 && out.allclose(&a.matmul(&a), 1e-6, 1e-6, false)
+        onednn_addmm(&out, &a, &a, 0.0).is_ok() && out.allclose(&a.matmul(&a), 1e-6, 1e-6, false)
     })
 }
 
@@ -111,25 +109,27 @@ pub fn mm(a: &Tensor, b: &Tensor) -> Tensor {
         return a.matmul(b);
     }
     let out = Tensor::empty([a.size()[0], b.size()[1]], (Kind::Float, Device::Cpu));
-    onednn_addmm(&out, a, b, 0.0);
+    onednn_addmm(&out, a, b, 0.0).unwrap_or_else(|e| panic!("{e}"));
     out
 }
 
 /// `out += a · b` in place for 2-D tensors; not recorded for autograd.
 pub fn addmm_(out: &mut Tensor, a: &Tensor, b: &Tensor) {
     if onednn_applies(&[out, a, b]) && out.is_contiguous() {
-        onednn_addmm(out, a, b, 1.0);
+        onednn_addmm(out, a, b, 1.0).unwrap_or_else(|e| panic!("{e}"));
     } else {
         let _ = out.addmm_(a, b);
     }
 }
 
-fn onednn_addmm(out: &Tensor, a: &Tensor, b: &Tensor, beta: f32) {
+/// `out = beta·out + a·b` through oneDNN, or libtorch's message.
+fn onednn_addmm(out: &Tensor, a: &Tensor, b: &Tensor, beta: f32) -> Result<(), String> {
     let mut err = [0 as c_char; 4096];
     let failed = unsafe { tunebook_onednn_addmm(out.as_ptr(), a.as_ptr(), b.as_ptr(), beta, err.as_mut_ptr(), err.len()) };
     if failed != 0 {
-        panic!("matmul: {}", crate::shim::error_message(&err));
+        return Err(format!("matmul: {}", crate::shim::error_message(&err)));
     }
+    Ok(())
 }
 
 #[cfg(test)]
