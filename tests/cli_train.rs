@@ -6,24 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tunebook_tests::workspace;
-
-/// The CLI built with the profile of these tests (built once per test binary).
-fn tunebook() -> Command {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    BUILT.call_once(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "tunebook", "--bin", "tunebook"]).current_dir(workspace());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "building the tunebook CLI");
-    });
-    let mut command = Command::new(profile_dir.join("tunebook"));
-    command.current_dir(workspace()).env("HF_HUB_OFFLINE", "1");
-    command
-}
+use tunebook_tests::{tunebook_cli as tunebook, workspace};
 
 fn config(name: &str) -> String {
     workspace().join("notebooks/configs").join(name).display().to_string()

@@ -244,6 +244,8 @@ fn random_quant_file(path: &Path) -> Vec<String> {
         (GgmlType::Q4_K, &[0, 2]),
         (GgmlType::Q5_K, &[0, 2]),
         (GgmlType::Q6_K, &[208]),
+        (GgmlType::IQ4_NL, &[0]),
+        (GgmlType::IQ4_XS, &[0]),
     ];
     let mut writer = GgufWriter::new();
     writer.add_metadata("general.architecture", "test");
@@ -461,15 +463,13 @@ fn matches_gguf_py_and_transformers() {
         assert_eq!(shape, reference.shapes[index], "{name}");
         let expected = reference.values(index);
         assert_eq!(values.len(), expected.len(), "{name}");
-        let worst = values
+        // Bit for bit: the same operations in the same order as gguf-py.
+        let differing = values
             .iter()
             .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst <= 1e-6,
-            "{name}: max abs difference {worst} from gguf-py"
-        );
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differing, 0, "{name}: {differing} values differ from gguf-py's");
     }
 }
 

@@ -281,3 +281,23 @@ fn info_reports_the_real_smollm2_size() {
     assert_eq!(s.parameters, 134_515_008);
     assert_eq!(s.memory_bytes, 4 * 134_515_008);
 }
+
+/// GPT-2 keeps its projections as `[in, out]` Conv1D weights: an exported folder has them so
+/// again, and transformers reads it with the same logits.
+#[test]
+fn gpt2_exports_a_folder_transformers_reads_with_the_same_logits() {
+    let (dir, ids, _, _) = reference("gpt2");
+    let mut model = Model::from_pretrained_with(dir.to_str().unwrap(), cpu()).unwrap();
+    let expected = tch::no_grad(|| model.forward(&ids, None));
+    let out = tempfile::tempdir().unwrap();
+    let folder = out.path().join("exported");
+    model.save_pretrained(&folder).unwrap();
+    let reloaded = Model::from_pretrained_with(folder.to_str().unwrap(), cpu()).unwrap();
+    assert_eq!(max_abs_diff(&tch::no_grad(|| reloaded.forward(&ids, None)), &expected), 0.0);
+    let (ids_file, logits_file) = (out.path().join("ids.safetensors"), out.path().join("logits.safetensors"));
+    Tensor::write_safetensors(&[("input_ids", &ids)], &ids_file).unwrap();
+    run_python("peft_reference.py", &["logits", folder.to_str().unwrap(), "-", ids_file.to_str().unwrap(), logits_file.to_str().unwrap()]);
+    let theirs: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&logits_file).unwrap().into_iter().collect();
+    let diff = max_abs_diff(&theirs["logits"], &expected);
+    assert!(diff <= 1e-4, "transformers' logits of the exported GPT-2 differ by {diff}");
+}

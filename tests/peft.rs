@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
-use tunebook::loss::{causal_lm_loss, classification_loss};
+use tunebook::loss::classification_loss;
 use tunebook::models::{LoadOptions, Task};
 use tunebook::nn::Module;
 use tunebook::peft::{
     self, qlora, AdapterConfig, FullFineTuning, LoraBias, LoraConfig, PromptTuningConfig, QuantType, QuantizedWeight,
 };
 use tunebook::Model;
-use tunebook_tests::{max_abs_diff, minilm_dir, run_python, smollm2_gguf};
+use tunebook_tests::{lm_loss, max_abs_diff, minilm_dir, run_python, smollm2_gguf, train, trainable};
 
 /// A tiny random Llama saved by transformers, a PEFT-made adapter for it, and PEFT's logits.
 fn references() -> &'static Path {
@@ -54,70 +54,6 @@ fn fingerprints(model: &Model) -> HashMap<String, u64> {
         out.insert(name.to_string(), h.finish());
     });
     out
-}
-
-fn trainable(model: &Model) -> Vec<(String, Tensor)> {
-    model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).collect()
-}
-
-/// Plain Adam over the trainable tensors (the real Trainer lives in tunebook::train).
-struct Adam {
-    params: Vec<(String, Tensor)>,
-    moments: Vec<(Tensor, Tensor)>,
-    step: i32,
-    lr: f64,
-}
-
-impl Adam {
-    fn new(model: &Model, lr: f64) -> Self {
-        let params = trainable(model);
-        let moments = params.iter().map(|(_, p)| (p.zeros_like(), p.zeros_like())).collect();
-        Adam { params, moments, step: 0, lr }
-    }
-
-    /// Names of trainable tensors that received no gradient in the last backward pass.
-    fn without_gradient(&self) -> Vec<String> {
-        self.params.iter().filter(|(_, p)| !p.grad().defined()).map(|(n, _)| n.clone()).collect()
-    }
-
-    fn step(&mut self) {
-        self.step += 1;
-        let (b1, b2) = (0.9f64, 0.999f64);
-        tch::no_grad(|| {
-            for ((_, p), (m, v)) in self.params.iter_mut().zip(self.moments.iter_mut()) {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                *m = &*m * b1 + &g * (1.0 - b1);
-                *v = &*v * b2 + g.square() * (1.0 - b2);
-                let m_hat = &*m / (1.0 - b1.powi(self.step));
-                let v_hat = &*v / (1.0 - b2.powi(self.step));
-                let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + 1e-8) * self.lr));
-                p.zero_grad();
-            }
-        });
-    }
-}
-
-/// Trains `steps` Adam steps on `loss`; returns the losses and checks every trainable
-/// tensor got a gradient.
-fn train(model: &Model, lr: f64, steps: usize, loss: impl Fn(&Model) -> Tensor) -> Vec<f64> {
-    let mut adam = Adam::new(model, lr);
-    assert!(!adam.params.is_empty(), "nothing to train");
-    let mut losses = Vec::new();
-    for _ in 0..steps {
-        let l = loss(model);
-        losses.push(l.double_value(&[]));
-        l.backward();
-        assert_eq!(adam.without_gradient(), Vec::<String>::new(), "trainable tensors without gradient");
-        adam.step();
-    }
-    losses
-}
-
-fn lm_loss(ids: &Tensor) -> impl Fn(&Model) -> Tensor + '_ {
-    move |m: &Model| causal_lm_loss(&m.forward(ids, None), ids)
 }
 
 /// Trains a few steps and checks frozen tensors are bit-identical and every trainable

@@ -254,7 +254,7 @@ fn model_summary_and_lora_parameters_are_tables() {
     let summary = html_of(&model.summary());
     assert!(summary.contains("<td>llama</td><td>causal LM</td>"), "{summary}");
     assert!(summary.contains("<td class=\"tb-num\">3,376</td>"), "{summary}");
-    assert!(summary.contains("3,376 (100.00%)") && summary.contains("Float") && summary.contains("13.2 KiB"), "{summary}");
+    assert!(summary.contains("3,376 (100.00%)") && summary.contains("float32") && summary.contains(">cpu<") && summary.contains("13.2 KiB"), "{summary}");
 
     let trainable = LoraConfig::new(4).targets(["q_proj", "v_proj"]).apply(&mut model).unwrap();
     let html = html_of(&trainable);

@@ -29,6 +29,33 @@ pub fn compute_kind(device: Device) -> Kind {
     }
 }
 
+/// The dtype as PyTorch names it: `float32`, `bfloat16`, `float16`, ...
+pub fn dtype_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "float32",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Half => "float16",
+        Kind::Double => "float64",
+        Kind::Int8 => "int8",
+        Kind::Uint8 => "uint8",
+        Kind::Int16 => "int16",
+        Kind::Int => "int32",
+        Kind::Int64 => "int64",
+        Kind::Bool => "bool",
+        _ => "other",
+    }
+}
+
+/// The device as PyTorch names it: `cpu`, `cuda:0`, `mps`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Mps => "mps".into(),
+        Device::Vulkan => "vulkan".into(),
+    }
+}
+
 /// Parses "cpu", "cuda" (this worker's GPU), "cuda:1" or "auto".
 pub fn parse_device(name: &str) -> crate::Result<Device> {
     match name.trim() {

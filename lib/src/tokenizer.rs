@@ -51,7 +51,8 @@ impl Tokenizer {
     }
 
     /// Reads a Hugging Face folder: tokenizer.json plus, when present, tokenizer_config.json
-    /// (chat template, bos/eos/pad tokens) and generation_config.json (extra eos ids).
+    /// (chat template, bos/eos/pad tokens), chat_template.jinja and generation_config.json
+    /// (extra eos ids).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let file = dir.join("tokenizer.json");
         if !file.exists() {
@@ -60,7 +61,12 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_file(&file)
             .map_err(|e| Error::bad_file(&file, format!("not a valid tokenizer.json: {e}")))?;
         let config = read_json(&dir.join("tokenizer_config.json"))?;
-        let template = config.as_ref().and_then(|c| chat_template_of(c.get("chat_template")?));
+        let mut template = config.as_ref().and_then(|c| chat_template_of(c.get("chat_template")?));
+        // transformers saves the template beside the config since 4.43 (and only there in 5).
+        let jinja = dir.join("chat_template.jinja");
+        if template.is_none() && jinja.exists() {
+            template = Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?);
+        }
         let mut tok = Tokenizer::new(inner, template);
         if let Some(c) = &config {
             tok.bos = c.get("bos_token").and_then(token_content).and_then(|t| tok.token_to_id(&t));
@@ -177,6 +183,27 @@ impl Tokenizer {
         self.chat_template.as_deref()
     }
 
+    /// Gives the tokenizer a chat template: [`PLAIN_CHAT_TEMPLATE`] for `"plain"`, a Jinja
+    /// template given inline, or the path of a `.jinja` file (see [`resolve_chat_template`]).
+    /// Base models come without one; chat-format data and `generate_chat` need one.
+    ///
+    /// ```
+    /// # use tunebook::tokenizer::{ChatMessage, Tokenizer};
+    /// # let inner = tokenizers::Tokenizer::new(tokenizers::models::wordlevel::WordLevel::default());
+    /// let mut tok = Tokenizer::new(inner, None);
+    /// assert!(tok.apply_chat_template(&[ChatMessage::user("Hi!")], true).is_err());
+    /// tok.set_chat_template("plain")?;
+    /// let text = tok.apply_chat_template(&[ChatMessage::user("Hi!")], true)?;
+    /// assert_eq!(text, "### User:\nHi!\n\n### Assistant:\n");
+    /// # Ok::<(), tunebook::Error>(())
+    /// ```
+    pub fn set_chat_template(&mut self, template: &str) -> Result<()> {
+        let template = resolve_chat_template(template)?;
+        template_environment().template_from_str(&template).map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
+        self.chat_template = Some(template);
+        Ok(())
+    }
+
     /// Renders `messages` with the model's chat template, as transformers'
     /// `apply_chat_template(..., tokenize=False)` does.
     ///
@@ -189,16 +216,8 @@ impl Tokenizer {
     /// # Ok::<(), tunebook::Error>(())
     /// ```
     pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self.chat_template.as_deref().ok_or_else(|| {
-            Error::Tokenizer("this model has no chat template (tokenizer_config.json `chat_template` or GGUF `tokenizer.chat_template`)".into())
-        })?;
-        let mut env = minijinja::Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
+        let template = self.chat_template.as_deref().ok_or_else(|| Error::Tokenizer(NO_CHAT_TEMPLATE.into()))?;
+        let env = template_environment();
         let tmpl = env.template_from_str(template).map_err(|e| Error::Tokenizer(format!("chat template does not parse: {e}")))?;
         let token = |id: Option<u32>| id.and_then(|i| self.id_to_token(i)).unwrap_or_default();
         tmpl.render(minijinja::context! {
@@ -209,6 +228,50 @@ impl Tokenizer {
         })
         .map_err(|e| Error::Tokenizer(format!("chat template failed: {e}")))
     }
+}
+
+/// What a model without a chat template is told, with the ways out.
+const NO_CHAT_TEMPLATE: &str = "this model has no chat template (no `chat_template` in tokenizer_config.json, \
+no `tokenizer.chat_template` in the GGUF): it is probably a base model. Give it one: tunebook's plain \
+`### User:` / `### Assistant:` format with `tokenizer.set_chat_template(\"plain\")` (recipe: `chat_template = \"plain\"` \
+in [model]; command line: `--chat-template plain`), or a Jinja template or .jinja file of your own the same way; \
+or train on prompt/completion or raw text without chat formatting";
+
+/// A plain prompt/response format for models without a chat template (base models): a
+/// system message as a first paragraph, `### User:` and `### Assistant:` headers, and the
+/// end-of-sequence token after each reply so that generation learns where to stop.
+pub const PLAIN_CHAT_TEMPLATE: &str = "{% for message in messages %}\
+{% if message['role'] == 'system' %}{{ message['content'] }}\n\n\
+{% elif message['role'] == 'user' %}### User:\n{{ message['content'] }}\n\n\
+{% else %}### Assistant:\n{{ message['content'] }}{{ eos_token }}\n\n{% endif %}\
+{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}";
+
+/// The template text `spec` names: [`PLAIN_CHAT_TEMPLATE`] for `"plain"`, `spec` itself when
+/// it is Jinja (holds `{{` or `{%`), else the contents of the file at that path.
+pub fn resolve_chat_template(spec: &str) -> Result<String> {
+    if spec.trim() == "plain" {
+        return Ok(PLAIN_CHAT_TEMPLATE.to_string());
+    }
+    if spec.contains("{{") || spec.contains("{%") {
+        return Ok(spec.to_string());
+    }
+    let path = Path::new(spec.trim());
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::bad_file(path, format!("cannot read it as a chat template ({e}); expected \"plain\", a Jinja template or a .jinja file"))
+    })
+}
+
+/// Jinja as transformers renders chat templates: trimmed blocks, Python string methods,
+/// `raise_exception`.
+fn template_environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    });
+    env
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {

@@ -6,7 +6,8 @@ Usage:
       PEFT with non-zero B to OUT_DIR/peft_lora, and OUT_DIR/reference.safetensors with
       input_ids and the logits of base+adapter computed by PEFT.
   peft_reference.py logits BASE_DIR ADAPTER_DIR IDS_FILE OUT_FILE
-      Loads ADAPTER_DIR (saved by tunebook) with PeftModel.from_pretrained on BASE_DIR and
+      Loads ADAPTER_DIR (saved by tunebook) with PeftModel.from_pretrained on BASE_DIR (any
+      family transformers' Auto classes know) and
       writes its logits for IDS_FILE's input_ids to OUT_FILE.
 """
 import os
@@ -47,8 +48,9 @@ def make(out):
 def logits(base_dir, adapter_dir, ids_file, out_file):
     ids = load_file(ids_file)["input_ids"]
     config = tf.AutoConfig.from_pretrained(base_dir)
-    cls = tf.LlamaForSequenceClassification if config.architectures[0].endswith("SequenceClassification") else tf.LlamaForCausalLM
-    base = cls.from_pretrained(base_dir).eval()
+    classifier = config.architectures[0].endswith("SequenceClassification")
+    cls = tf.AutoModelForSequenceClassification if classifier else tf.AutoModelForCausalLM
+    base = cls.from_pretrained(base_dir, dtype=torch.float32).eval()
     # "-": the base folder alone (e.g. a merged model tunebook exported).
     model = base if adapter_dir == "-" else PeftModel.from_pretrained(base, adapter_dir).eval()
     with torch.no_grad():

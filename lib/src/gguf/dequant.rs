@@ -35,23 +35,38 @@ pub(crate) fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> bo
         GgmlType::Q4_K => per_block(bytes, out, q4_k),
         GgmlType::Q5_K => per_block(bytes, out, q5_k),
         GgmlType::Q6_K => per_block(bytes, out, q6_k),
+        GgmlType::IQ4_NL => per_block(bytes, out, iq4_nl),
+        GgmlType::IQ4_XS => per_block(bytes, out, iq4_xs),
         _ => return false,
     }
     true
 }
 
-/// Runs `decode` over matching input blocks of `B` bytes and output blocks of `N` values.
+/// Blocks one task decodes: large tensors (embeddings of big vocabularies) spread over every
+/// core, small ones stay on one.
+const BLOCKS_PER_TASK: usize = 4096;
+
+/// Runs `decode` over matching input blocks of `B` bytes and output blocks of `N` values,
+/// in parallel over runs of [`BLOCKS_PER_TASK`] blocks.
 #[inline(always)]
 fn per_block<const B: usize, const N: usize>(
     bytes: &[u8],
     out: &mut [f32],
-    decode: impl Fn(&[u8; B], &mut [f32; N]),
+    decode: impl Fn(&[u8; B], &mut [f32; N]) + Sync,
 ) {
-    for (block, values) in bytes.chunks_exact(B).zip(out.chunks_exact_mut(N)) {
-        // chunks_exact yields exactly B and N items, so these conversions cannot fail.
-        if let (Ok(block), Ok(values)) = (block.try_into(), values.try_into()) {
-            decode(block, values);
+    use rayon::prelude::*;
+    let run = |(bytes, out): (&[u8], &mut [f32])| {
+        for (block, values) in bytes.chunks_exact(B).zip(out.chunks_exact_mut(N)) {
+            // chunks_exact yields exactly B and N items, so these conversions cannot fail.
+            if let (Ok(block), Ok(values)) = (block.try_into(), values.try_into()) {
+                decode(block, values);
+            }
         }
+    };
+    if bytes.len() <= B * BLOCKS_PER_TASK {
+        run((bytes, out));
+    } else {
+        bytes.par_chunks(B * BLOCKS_PER_TASK).zip(out.par_chunks_mut(N * BLOCKS_PER_TASK)).for_each(run);
     }
 }
 
@@ -202,6 +217,34 @@ fn q6_k(b: &[u8; 210], y: &mut [f32; 256]) {
     }
 }
 
+/// The 16 non-uniform levels of IQ4_NL and IQ4_XS (ggml's `kvalues_iq4nl`).
+const IQ4_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// Sixteen bytes of 4-bit level indices scaled by `d`: low nibbles first, then high.
+#[inline(always)]
+fn iq4_values(d: f32, qs: &[u8], y: &mut [f32]) {
+    for j in 0..16 {
+        y[j] = d * IQ4_LEVELS[(qs[j] & 0x0F) as usize] as f32;
+        y[j + 16] = d * IQ4_LEVELS[(qs[j] >> 4) as usize] as f32;
+    }
+}
+
+fn iq4_nl(b: &[u8; 18], y: &mut [f32; 32]) {
+    iq4_values(half_at(b, 0), &b[2..18], y);
+}
+
+fn iq4_xs(b: &[u8; 136], y: &mut [f32; 256]) {
+    let d = half_at(b, 0);
+    let scales_h = u16::from_le_bytes([b[2], b[3]]);
+    let (scales_l, qs) = (&b[4..8], &b[8..136]);
+    for (sub, values) in y.chunks_exact_mut(32).enumerate() {
+        let low = (scales_l[sub / 2] >> (4 * (sub % 2))) & 0x0F;
+        let high = ((scales_h >> (2 * sub)) & 3) as u8;
+        let scale = d * ((low | (high << 4)) as i32 - 32) as f32;
+        iq4_values(scale, &qs[16 * sub..16 * sub + 16], values);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +307,21 @@ mod tests {
         let y = decode(GgmlType::Q6_K, &block);
         assert_eq!(y[69], 7.0);
         assert_eq!(y.iter().filter(|&&v| v != 0.0).count(), 1);
+    }
+
+    #[test]
+    fn iq4_xs_combines_six_bit_scales() {
+        let mut block = vec![0u8; 136];
+        block[0..2].copy_from_slice(&half_bytes(0.5));
+        // Sub-block 1: low scale bits 0x3 (high nibble of scales_l[0]), high bits 0b10 -> 35.
+        block[2..4].copy_from_slice(&(0b10u16 << 2).to_le_bytes());
+        block[4] = 0x30;
+        // Its first value's index 15 (113), its seventeenth's index 0 (-127).
+        block[8 + 16] = 0x0F;
+        let y = decode(GgmlType::IQ4_XS, &block);
+        assert_eq!(y[32], 0.5 * 3.0 * 113.0);
+        assert_eq!(y[48], 0.5 * 3.0 * -127.0);
+        assert_eq!(y[0], 0.5 * -32.0 * -127.0);
     }
 
     #[test]

@@ -1,10 +1,56 @@
 //! BERT encoders, including MiniLM (sentence-transformers checkpoints without the
 //! `bert.` prefix load too).
+use super::decoder::init_linear;
+use super::family::{Classes, Family, ParameterNames};
+use super::heads::{Head, Pooling, Task};
+use super::llama::parse;
 use super::{check_positive, Forward};
 use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerNorm, Linear, Module, Weights};
-use crate::Result;
+use crate::{Error, Result};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
+
+pub static FAMILY: Family = Family {
+    name: "BERT",
+    model_types: &["bert"],
+    classes: Classes { causal_lm: "BertLMHeadModel", classification: "BertForSequenceClassification", base: "BertModel" },
+    lora_targets: &["query", "value"],
+    names: ParameterNames {
+        token_embedding: "bert.embeddings.word_embeddings.weight",
+        attention_output: "attention.output.dense",
+        ffn_output: "output.dense",
+        conv1d_layers: &[],
+    },
+    base_task: Task::Embedding,
+    build,
+    gguf: None,
+};
+
+fn build(config: &serde_json::Value, w: &mut Weights, task: &Task) -> Result<(Box<dyn Forward>, Head)> {
+    w.add_prefix_if_missing("bert.", "embeddings.word_embeddings.weight");
+    let c: Config = parse(config, "BERT")?;
+    let backbone = Bert::load(w, c)?;
+    let head = bert_head(w, task, backbone.config.hidden_size)?;
+    Ok((Box::new(backbone), head))
+}
+
+fn bert_head(w: &mut Weights, task: &Task, hidden: i64) -> Result<Head> {
+    match task {
+        Task::SequenceClassification { num_labels } => {
+            let pooler = match w.take_opt("bert.pooler.dense.weight", &[hidden, hidden])? {
+                Some(weight) => Linear::new(weight, Some(w.take("bert.pooler.dense.bias", &[hidden])?)),
+                None => init_linear(hidden, hidden, true, w.device, w.kind),
+            };
+            let classifier = match w.take_opt("classifier.weight", &[*num_labels, hidden])? {
+                Some(weight) => Linear::new(weight, Some(w.take("classifier.bias", &[*num_labels])?)),
+                None => init_linear(*num_labels, hidden, true, w.device, w.kind),
+            };
+            Ok(Head::SequenceClassification { pooler: Some(pooler), classifier, pooling: Pooling::Cls, classifier_name: "classifier" })
+        }
+        Task::Embedding => Ok(Head::Embedding),
+        Task::CausalLm => Err(Error::InvalidArgument("BERT is an encoder: use Task::SequenceClassification or Task::Embedding".into())),
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -181,7 +227,7 @@ impl Forward for Bert {
         let token_types = Tensor::zeros([b, t], (Kind::Int64, device));
         let x = embeds + self.position_embeddings.forward(&positions) + self.token_type_embeddings.forward(&token_types);
         let mut x = self.embeddings_norm.forward(&x);
-        let mask = attention_bias(t, 0, attention_mask, None, false, device);
+        let mask = attention_bias(t, 0, attention_mask, None, false, None, device);
         for layer in &self.layers {
             let mask = mask.as_ref().map(Tensor::shallow_clone);
             x = self.checkpointing.run(layer, &x, move |layer, x| layer.forward(x, mask.as_ref()));

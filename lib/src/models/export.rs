@@ -34,11 +34,17 @@ impl Model {
             return Err(Error::InvalidArgument("the model carries a soft prompt (prompt tuning), which a plain model cannot hold: save it with peft::save".into()));
         }
         let hook_params = self.hook_parameter_names()?;
+        let conv1d = self.family().names.conv1d_layers;
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         self.visit_params("", &mut |name, tensor| {
-            if !hook_params.contains(name) {
-                tensors.push((name.to_string(), tensor.detach().to_device(tch::Device::Cpu).contiguous()));
+            if hook_params.contains(name) {
+                return;
             }
+            let tensor = tensor.detach().to_device(tch::Device::Cpu);
+            // GPT-2's Conv1D weights go back to their `[in, out]` layout.
+            let stored_transposed = name.strip_suffix(".weight").is_some_and(|layer| conv1d.iter().any(|c| layer.ends_with(c)));
+            let tensor = if stored_transposed { tensor.transpose(0, 1) } else { tensor };
+            tensors.push((name.to_string(), tensor.contiguous()));
         });
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let weights = dir.join("model.safetensors");
@@ -76,20 +82,7 @@ impl Model {
     /// The config the model was built from, with transformers' class name, dtype and labels.
     fn hf_config(&self) -> serde_json::Value {
         let mut config = self.info().config.clone();
-        let family = match self.info().architecture.as_str() {
-            "llama" => "Llama",
-            "mistral" => "Mistral",
-            "qwen2" => "Qwen2",
-            "gpt2" => "GPT2",
-            "bert" => "Bert",
-            other => other,
-        };
-        let class = match (&self.task, family) {
-            (Task::CausalLm, "GPT2") => "GPT2LMHeadModel".to_string(),
-            (Task::CausalLm, _) => format!("{family}ForCausalLM"),
-            (Task::SequenceClassification { .. }, _) => format!("{family}ForSequenceClassification"),
-            (Task::Embedding, _) => format!("{family}Model"),
-        };
+        let class = self.family().class(&self.task);
         config["architectures"] = serde_json::json!([class]);
         config["model_type"] = self.info().architecture.clone().into();
         config["torch_dtype"] = match self.kind() {

@@ -3,11 +3,34 @@
 //! Hugging Face stores GPT-2's projections as `Conv1D` (`[in, out]`); they are transposed
 //! into ordinary `[out, in]` linears on load. [`CONV1D_LAYERS`] names them so exporters
 //! transpose back (PEFT calls this `fan_in_fan_out`).
+use super::decoder::decoder_head;
+use super::family::{Classes, Family, ParameterNames};
+use super::heads::{Head, Task};
+use super::llama::parse;
 use super::{check_positive, position_ids, Forward};
 use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerCache, LayerNorm, Linear, Module, Weights};
 use crate::Result;
 use serde::Deserialize;
 use tch::Tensor;
+
+pub static FAMILY: Family = Family {
+    name: "GPT-2",
+    model_types: &["gpt2"],
+    classes: Classes { causal_lm: "GPT2LMHeadModel", classification: "GPT2ForSequenceClassification", base: "GPT2Model" },
+    lora_targets: &["c_attn"],
+    names: ParameterNames { token_embedding: "transformer.wte.weight", attention_output: "attn.c_proj", ffn_output: "mlp.c_proj", conv1d_layers: &CONV1D_LAYERS },
+    base_task: Task::CausalLm,
+    build,
+    gguf: None,
+};
+
+fn build(config: &serde_json::Value, w: &mut Weights, task: &Task) -> Result<(Box<dyn Forward>, Head)> {
+    w.add_prefix_if_missing("transformer.", "wte.weight");
+    let c: Config = parse(config, "GPT-2")?;
+    let backbone = Gpt2::load(w, c)?;
+    let head = decoder_head(w, task, &backbone.wte.weight, backbone.config.n_embd, true, None)?;
+    Ok((Box::new(backbone), head))
+}
 
 /// Layer names whose checkpoint weights are `[in, out]`.
 pub const CONV1D_LAYERS: [&str; 4] = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
@@ -158,7 +181,7 @@ impl Forward for Gpt2 {
         let (t, device) = (embeds.size()[1], embeds.device());
         let past = cache.as_ref().map_or(0, |c| c.seq_len());
         let positions = position_ids(t, past, attention_mask, segments, device);
-        let mask = attention_bias(t, past, attention_mask, segments, true, device);
+        let mask = attention_bias(t, past, attention_mask, segments, true, None, device);
         let mut x = embeds + self.wpe.forward(&positions);
         for (i, block) in self.h.iter().enumerate() {
             x = match cache.as_deref_mut() {

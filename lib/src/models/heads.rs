@@ -14,6 +14,28 @@ pub enum Task {
     Embedding,
 }
 
+impl Task {
+    /// A stable lowercase identifier: `causal_lm`, `sequence_classification`, `embedding`.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Task::CausalLm => "causal_lm",
+            Task::SequenceClassification { .. } => "sequence_classification",
+            Task::Embedding => "embedding",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    /// What a person reads: `causal LM`, `classification (3 labels)`, `embedding`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Task::CausalLm => write!(f, "causal LM"),
+            Task::SequenceClassification { num_labels } => write!(f, "classification ({num_labels} labels)"),
+            Task::Embedding => write!(f, "embedding"),
+        }
+    }
+}
+
 /// How a classification head reads a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
@@ -28,6 +50,8 @@ pub enum Head {
         lm_head: Linear,
         /// The head shares the token embedding matrix (not listed twice as a parameter).
         tied: bool,
+        /// `tanh(logits / c) · c` (Gemma's `final_logit_softcapping`).
+        logit_softcap: Option<f64>,
     },
     SequenceClassification {
         /// BERT's `pooler.dense` (tanh); decoders have none.
@@ -43,7 +67,8 @@ pub enum Head {
 impl Head {
     pub fn forward(&self, hidden: &Tensor, attention_mask: Option<&Tensor>) -> Tensor {
         match self {
-            Head::CausalLm { lm_head, .. } => lm_head.forward(hidden),
+            Head::CausalLm { lm_head, logit_softcap: None, .. } => lm_head.forward(hidden),
+            Head::CausalLm { lm_head, logit_softcap: Some(cap), .. } => (lm_head.forward(hidden) / *cap).tanh() * *cap,
             Head::SequenceClassification { pooler, classifier, pooling, .. } => {
                 let pooled = match pooling {
                     Pooling::Cls => hidden.select(1, 0),
@@ -88,7 +113,7 @@ pub fn mean_pool(hidden: &Tensor, attention_mask: Option<&Tensor>) -> Tensor {
 impl Module for Head {
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         match self {
-            Head::CausalLm { lm_head, tied: false } => lm_head.visit_params(&crate::nn::join(prefix, "lm_head"), f),
+            Head::CausalLm { lm_head, tied: false, .. } => lm_head.visit_params(&crate::nn::join(prefix, "lm_head"), f),
             Head::CausalLm { tied: true, .. } | Head::Embedding => {}
             Head::SequenceClassification { pooler, classifier, classifier_name, .. } => {
                 if let Some(p) = pooler {
@@ -100,7 +125,7 @@ impl Module for Head {
     }
     fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Linear)) {
         match self {
-            Head::CausalLm { lm_head, tied: false } => f(&crate::nn::join(prefix, "lm_head"), lm_head),
+            Head::CausalLm { lm_head, tied: false, .. } => f(&crate::nn::join(prefix, "lm_head"), lm_head),
             Head::CausalLm { tied: true, .. } | Head::Embedding => {}
             Head::SequenceClassification { pooler, classifier, classifier_name, .. } => {
                 if let Some(p) = pooler {

@@ -1,4 +1,5 @@
-//! Pretrained models: one file per family (Llama, GPT-2, BERT), a head per task, and
+//! Pretrained models: one file per family (Llama/Mistral, Qwen2, Qwen3, Phi-3, Gemma 3,
+//! GPT-2, BERT) registered in [`family`], the decoder they share, a head per task, and
 //! [`Model`], the one type a notebook user holds.
 //!
 //! ```no_run
@@ -8,14 +9,21 @@
 //! # Ok::<(), tunebook::Error>(())
 //! ```
 pub mod bert;
-pub mod gpt2;
+pub mod decoder;
 mod export;
+pub mod family;
+pub mod gemma3;
+pub mod gpt2;
 mod heads;
 pub mod llama;
 mod loader;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
 mod model;
 mod source;
 
+pub use family::Family;
 pub use heads::{Head, Task};
 pub use loader::LoadOptions;
 pub use model::{Model, ModelInfo, ModelSummary};

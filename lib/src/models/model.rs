@@ -1,4 +1,5 @@
 //! [`Model`]: backbone + head + tokenizer, what a notebook user loads and fine-tunes.
+use super::family::Family;
 use super::heads::{Head, Task};
 use super::loader::{self, LoadOptions};
 use super::Forward;
@@ -27,15 +28,19 @@ pub struct Model {
 pub struct ModelInfo {
     pub name: String,
     pub source: PathBuf,
-    /// config.json `model_type` (llama, qwen2, gpt2, bert, ...).
+    /// config.json `model_type` (llama, qwen2, gemma3_text, gpt2, bert, ...).
     pub architecture: String,
     /// The config the model was built from (HF config.json, or derived from GGUF metadata).
     pub config: serde_json::Value,
+    /// Everything tunebook knows about the model's family.
+    #[serde(skip)]
+    pub family: &'static Family,
 }
 
 impl ModelInfo {
-    pub(super) fn new(name: &str, source: &Path, architecture: &str, config: serde_json::Value) -> Self {
-        ModelInfo { name: name.into(), source: source.into(), architecture: architecture.into(), config }
+    pub(super) fn new(name: &str, source: &Path, family: &'static Family, config: serde_json::Value) -> Self {
+        let architecture = config.get("model_type").and_then(|t| t.as_str()).unwrap_or(family.model_types[0]).to_string();
+        ModelInfo { name: name.into(), source: source.into(), architecture, config, family }
     }
 }
 
@@ -43,14 +48,22 @@ impl ModelInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
     pub name: String,
+    /// config.json `model_type` (`llama`, `gemma3_text`).
     pub architecture: String,
+    /// The family as a person reads it (`Llama`, `Gemma 3`).
+    pub family: String,
+    /// Serialized as its stable id (`causal_lm`); see `num_labels` for classifiers.
+    #[serde(serialize_with = "task_id")]
     pub task: Task,
+    pub num_labels: Option<i64>,
     pub layers: usize,
     pub hidden_size: i64,
     pub vocab_size: Option<usize>,
     pub parameters: i64,
     pub trainable_parameters: i64,
+    /// PyTorch's name: `float32`, `bfloat16`.
     pub dtype: String,
+    /// PyTorch's name: `cpu`, `cuda:0`.
     pub device: String,
     /// Bytes held by parameter tensors.
     pub memory_bytes: i64,
@@ -101,13 +114,24 @@ impl Model {
     }
 
     fn embedding_rows(&self) -> i64 {
-        let mut rows = 0;
-        self.backbone.visit_params("", &mut |name, t| {
-            if rows == 0 && t.dim() == 2 && (name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") || name.ends_with("word_embeddings.weight")) {
-                rows = t.size()[0];
+        self.token_embeddings().map_or(0, |t| t.size()[0])
+    }
+
+    /// The token embedding matrix `[vocab, hidden]`.
+    pub fn token_embeddings(&self) -> Option<Tensor> {
+        let mut found = None;
+        let name = self.family().names.token_embedding;
+        self.backbone.visit_params("", &mut |n, t| {
+            if found.is_none() && n == name {
+                found = Some(t.shallow_clone());
             }
         });
-        rows
+        found
+    }
+
+    /// The model's family: its transformers classes, GGUF layout, LoRA defaults.
+    pub fn family(&self) -> &'static Family {
+        self.info.family
     }
 
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
@@ -127,6 +151,16 @@ impl Model {
         }
         self.tokenizer = Some(tokenizer);
         Ok(())
+    }
+
+    /// Gives the tokenizer a chat template — `"plain"` (tunebook's `### User:` /
+    /// `### Assistant:` format), an inline Jinja template or a `.jinja` file — which base
+    /// models need before chat-format data or chat generation
+    /// ([`Tokenizer::set_chat_template`]).
+    pub fn set_chat_template(&mut self, template: &str) -> Result<()> {
+        let name = self.info.name.clone();
+        let tokenizer = self.tokenizer.as_mut().ok_or_else(|| Error::Tokenizer(format!("model {name} has no tokenizer to give a chat template")))?;
+        tokenizer.set_chat_template(template)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -160,7 +194,7 @@ impl Model {
     /// ([`fused_causal_lm_loss_sum`](crate::loss::fused_causal_lm_loss_sum)) unless a method
     /// hooks the LM head (LoRA on `lm_head`).
     pub fn causal_lm_loss_sum(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, segments: Option<&Tensor>, labels: &Tensor) -> (Tensor, Tensor) {
-        if let Head::CausalLm { lm_head, .. } = &self.head {
+        if let Head::CausalLm { lm_head, logit_softcap: None, .. } = &self.head {
             if lm_head.hook.is_none() && crate::autograd::grad_enabled() {
                 let hidden = self.hidden_states(input_ids, attention_mask, segments, None);
                 return crate::loss::fused_causal_lm_loss_sum(&hidden, &lm_head.weight, lm_head.bias.as_ref(), labels);
@@ -223,17 +257,26 @@ impl Model {
         ModelSummary {
             name: self.info.name.clone(),
             architecture: self.info.architecture.clone(),
+            family: self.family().name.to_string(),
             task: self.task.clone(),
+            num_labels: match self.task {
+                Task::SequenceClassification { num_labels } => Some(num_labels),
+                _ => None,
+            },
             layers: self.backbone.num_layers(),
             hidden_size: self.backbone.hidden_size(),
             vocab_size: self.tokenizer.as_ref().map(|t| t.vocab_size()),
             parameters,
             trainable_parameters: trainable,
-            dtype: format!("{:?}", self.kind),
-            device: format!("{:?}", self.device),
+            dtype: crate::device::dtype_name(self.kind).to_string(),
+            device: crate::device::device_name(self.device),
             memory_bytes: bytes,
         }
     }
+}
+
+fn task_id<S: serde::Serializer>(task: &Task, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(task.id())
 }
 
 impl crate::display::Display for ModelSummary {
@@ -241,14 +284,9 @@ impl crate::display::Display for ModelSummary {
     fn mime_bundle(&self) -> crate::display::MimeBundle {
         use crate::display::{bytes, count};
         let share = if self.parameters > 0 { 100.0 * self.trainable_parameters as f64 / self.parameters as f64 } else { 0.0 };
-        let task = match &self.task {
-            Task::CausalLm => "causal LM".to_owned(),
-            Task::SequenceClassification { num_labels } => format!("classification ({num_labels} labels)"),
-            Task::Embedding => "embedding".to_owned(),
-        };
         let figures = [
             ("architecture", "str", self.architecture.clone()),
-            ("task", "str", task),
+            ("task", "str", self.task.to_string()),
             ("layers", "u64", self.layers.to_string()),
             ("hidden size", "u64", self.hidden_size.to_string()),
             ("vocabulary", "u64", self.vocab_size.map_or("–".to_owned(), count)),

@@ -49,9 +49,16 @@ impl Rope {
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
 
-    /// Rotates `x` `[batch, heads, seq, head_dim]` by the positions in cos/sin.
+    /// Rotates `x` `[batch, heads, seq, head_dim]` by the positions in cos/sin. When cos/sin
+    /// cover fewer dimensions than a head (partial rotary, as Phi's), only those leading
+    /// dimensions rotate and the rest pass through.
     pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        x * cos + rotate_half(x) * sin
+        let (head_dim, rotary) = (x.size()[x.dim() - 1], cos.size()[cos.dim() - 1]);
+        if rotary == head_dim {
+            return x * cos + rotate_half(x) * sin;
+        }
+        let (rot, pass) = (x.narrow(-1, 0, rotary), x.narrow(-1, rotary, head_dim - rotary));
+        Tensor::cat(&[&rot * cos + rotate_half(&rot) * sin, pass], -1)
     }
 }
 
@@ -140,6 +147,9 @@ impl KvCache {
 /// - `segments`: `[batch, query]` example index of each token in a packed sequence;
 ///   attention stays inside each example.
 ///
+/// - `window`: a sliding window (Mistral, Gemma 3's local layers): a query sees only the
+///   `window` most recent positions, itself included (transformers' and llama.cpp's rule).
+///
 /// A query always sees itself, so padded rows never become all-masked (which would give
 /// NaN that leaks through the values of later layers).
 pub fn attention_bias(
@@ -148,16 +158,21 @@ pub fn attention_bias(
     key_padding: Option<&Tensor>,
     segments: Option<&Tensor>,
     causal: bool,
+    window: Option<i64>,
     device: Device,
 ) -> Option<Tensor> {
     let key_len = past_len + query_len;
+    let window = window.filter(|&w| w < key_len);
     let needs_causal_mask = causal && query_len > 1 && (past_len > 0 || key_padding.is_some() || segments.is_some());
-    if key_padding.is_none() && segments.is_none() && !needs_causal_mask {
+    if key_padding.is_none() && segments.is_none() && !needs_causal_mask && window.is_none() {
         return None;
     }
     let q_pos = Tensor::arange_start(past_len, key_len, (Kind::Int64, device)).view([1, 1, query_len, 1]);
     let k_pos = Tensor::arange(key_len, (Kind::Int64, device)).view([1, 1, 1, key_len]);
     let mut mask = if causal { k_pos.le_tensor(&q_pos) } else { k_pos.ones_like().to_kind(Kind::Bool) };
+    if let Some(w) = window {
+        mask = mask.logical_and(&k_pos.gt_tensor(&(&q_pos - w)));
+    }
     if let Some(pad) = key_padding {
         let b = pad.size()[0];
         mask = mask.logical_and(&pad.to_kind(Kind::Bool).view([b, 1, 1, key_len]));

@@ -82,4 +82,16 @@ impl Weights {
         }
         self.tensors = std::mem::take(&mut self.tensors).into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
     }
+
+    /// Renames every tensor whose name starts with `from` to start with `to` instead (a
+    /// multimodal checkpoint's `model.language_model.*` read as a text model's `model.*`).
+    pub fn rename_prefix(&mut self, from: &str, to: &str) {
+        self.tensors = std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(k, v)| match k.strip_prefix(from) {
+                Some(rest) => (format!("{to}{rest}"), v),
+                None => (k, v),
+            })
+            .collect();
+    }
 }

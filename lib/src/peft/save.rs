@@ -1,6 +1,6 @@
 //! Adapters in Hugging Face PEFT's format: `adapter_config.json` +
 //! `adapter_model.safetensors` with PEFT's key names, loadable by `PeftModel.from_pretrained`.
-use crate::models::{gpt2::CONV1D_LAYERS, Model, Task};
+use crate::models::{Model, Task};
 use crate::nn::Module;
 use crate::peft::common::{visit_hooks_mut, ModulesToSave};
 use crate::peft::lora::{LoraBias, LoraConfig, LoraLayer, Targets};
@@ -93,7 +93,8 @@ fn lora_state(model: &mut Model) -> Option<(Value, Vec<(String, Tensor)>)> {
             json!(leaves)
         }
     };
-    let fan_in_fan_out = model.info().architecture == "gpt2" && targets.iter().any(|t| CONV1D_LAYERS.iter().any(|c| t.ends_with(c)));
+    let conv1d = model.family().names.conv1d_layers;
+    let fan_in_fan_out = targets.iter().any(|t| conv1d.iter().any(|c| t.ends_with(c)));
     let value = json!({
         "peft_type": "LORA",
         "task_type": LoraConfig::task_type(&model.task),

@@ -9,6 +9,7 @@
 //! name = "smollm2-135m-instruct"   # shipped short name, path (relative to this file) or hub id
 //! task = "causal_lm"               # or "classification" (default: from the data)
 //! device = "auto"                  # auto, cpu, cuda, cuda:N
+//! # chat_template = "plain"        # for base models: "plain", a Jinja template or a .jinja file
 //!
 //! [data]
 //! path = "../data/quickstart_qa.jsonl"
@@ -68,6 +69,10 @@ pub struct ModelSection {
     /// auto, cpu, cuda or cuda:N.
     #[serde(default = "auto")]
     pub device: String,
+    /// For models without one (base models): `"plain"`, a Jinja template, or a `.jinja`
+    /// file relative to the recipe's folder. Replaces the model's own when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 fn auto() -> String {
@@ -148,6 +153,9 @@ impl Recipe {
         if let Some(p) = toml_file::resolve_path("model.name", &self.model.name, dir) {
             self.model.name = p.to_string_lossy().into_owned();
         }
+        if let Some(p) = self.model.chat_template.as_ref().and_then(|t| toml_file::resolve_path("model.chat_template", t, dir)) {
+            self.model.chat_template = Some(p.to_string_lossy().into_owned());
+        }
         if let Some(p) = self.data.path.as_ref().and_then(|p| toml_file::resolve_path("data.path", &p.to_string_lossy(), dir)) {
             self.data.path = Some(p);
         }
@@ -221,6 +229,9 @@ impl Recipe {
         tch::manual_seed(self.training.seed as i64);
         let options = LoadOptions::default().device(parse_device(&self.model.device)?).task(task);
         let mut model = Model::from_pretrained_with(&self.model.name, options)?;
+        if let Some(template) = &self.model.chat_template {
+            model.set_chat_template(template).map_err(self.in_section("model"))?;
+        }
         self.method.apply(&mut model).map_err(self.in_section("method"))?;
         let tokenizer = model.tokenizer()?.clone();
         let prepared = self.data.prepare(&splits, &tokenizer).map_err(self.in_section("data"))?;

@@ -10,7 +10,7 @@ use toml::{Table, Value};
 /// Keys whose values are paths. A relative path means "relative to where it was written"
 /// (the file's folder, or the working directory for `--set`), so it is made absolute
 /// before it travels into another file's settings.
-const PATH_KEYS: [&str; 4] = ["model.name", "data.path", "training.output_dir", "sweep.output_dir"];
+const PATH_KEYS: [&str; 5] = ["model.name", "model.chat_template", "data.path", "training.output_dir", "sweep.output_dir"];
 
 /// One setting replaced from outside the file: `training.max_steps=3` on the command line,
 /// or one value of a sweep parameter.
@@ -81,7 +81,9 @@ pub(crate) fn resolve_path(key: &str, value: &str, dir: &Path) -> Option<PathBuf
         return None;
     }
     let joined = dir.join(path);
-    (key != "model.name" || joined.exists()).then_some(joined)
+    // A model name or chat template may also be a hub id, "plain" or inline Jinja.
+    let only_if_there = key == "model.name" || key == "model.chat_template";
+    (!only_if_there || joined.exists()).then_some(joined)
 }
 
 /// The text of a TOML file and its table; syntax errors name the file and line.

@@ -43,8 +43,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     }
     println!("model         {}", s.name);
     println!("source        {}", model.info().source.display());
-    println!("architecture  {}", s.architecture);
-    println!("task          {:?}", s.task);
+    println!("family        {} ({})", s.family, s.architecture);
+    println!("task          {}", s.task);
     println!("layers        {}", s.layers);
     println!("hidden size   {}", s.hidden_size);
     println!("vocab         {}", s.vocab_size.map_or("-".into(), |v| v.to_string()));
@@ -64,6 +64,9 @@ pub struct GenerateArgs {
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     chat: bool,
+    /// Chat template for a model without one (base models): "plain", a Jinja template or a .jinja file.
+    #[arg(long)]
+    chat_template: Option<String>,
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
     /// 0 is greedy decoding.
@@ -83,7 +86,10 @@ pub struct GenerateArgs {
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    let model = args.model.load()?;
+    let mut model = args.model.load()?;
+    if let Some(template) = &args.chat_template {
+        model.set_chat_template(template).context("--chat-template")?;
+    }
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         min_new_tokens: 0,

@@ -10,7 +10,7 @@
 //! println!("{}", AdapterConfig::pfeiffer(64).activation(Activation::Gelu).apply(&mut model)?);
 //! # Ok::<(), tunebook::Error>(())
 //! ```
-use crate::models::Model;
+use crate::models::{Family, Model};
 use crate::nn::{join, linear, Linear, LinearHook, Module};
 use crate::peft::common::{check_modules_to_save, freeze, install_modules_to_save, linear_names, kaiming_uniform, TrainableParameters};
 use crate::peft::trainable_parameters;
@@ -53,10 +53,6 @@ pub struct AdapterConfig {
     pub modules_to_save: Vec<String>,
 }
 
-/// Attention output projections of Llama, GPT-2 and BERT.
-const ATTENTION_OUTPUTS: [&str; 3] = ["self_attn.o_proj", "attn.c_proj", "attention.output.dense"];
-/// Feed-forward output projections (BERT's `output.dense` outside `attention.`).
-const FFN_OUTPUTS: [&str; 3] = ["mlp.down_proj", "mlp.c_proj", "output.dense"];
 
 impl AdapterConfig {
     pub fn houlsby(size: i64) -> Self {
@@ -74,9 +70,11 @@ impl AdapterConfig {
         self
     }
 
-    fn is_target(&self, name: &str) -> bool {
-        let attention = ATTENTION_OUTPUTS.iter().any(|s| name.ends_with(&format!(".{s}")));
-        let ffn = !attention && FFN_OUTPUTS.iter().any(|s| name.ends_with(&format!(".{s}")));
+    /// Whether `name` is an output projection of `family` this placement adapts (BERT's
+    /// feed-forward `output.dense` is the one outside `attention.`).
+    fn is_target(&self, family: &Family, name: &str) -> bool {
+        let attention = name.ends_with(&format!(".{}", family.names.attention_output));
+        let ffn = !attention && name.ends_with(&format!(".{}", family.names.ffn_output));
         ffn || (attention && self.placement == AdapterPlacement::Houlsby)
     }
 
@@ -85,28 +83,29 @@ impl AdapterConfig {
         if self.size <= 0 {
             return Err(Error::config("adapter size", format!("must be positive, found {}", self.size)));
         }
+        let family = model.family();
         let mut occupied = None;
         model.visit_linears_mut("", &mut |name, linear| {
-            if self.is_target(name) && linear.hook.is_some() {
+            if self.is_target(family, name) && linear.hook.is_some() {
                 occupied = Some(name.to_string());
             }
         });
         if let Some(name) = occupied {
             return Err(Error::InvalidArgument(format!("{name} already carries a fine-tuning method; load a fresh model")));
         }
-        let targets: Vec<String> = linear_names(model).into_iter().filter(|n| self.is_target(n)).collect();
+        let targets: Vec<String> = linear_names(model).into_iter().filter(|n| self.is_target(family, n)).collect();
         if targets.is_empty() {
             return Err(Error::Unsupported {
                 what: "architecture for bottleneck adapters",
                 name: model.info().architecture.clone(),
-                supported: "llama, mistral, qwen2, gpt2, bert".into(),
+                supported: crate::models::family::known_model_types(),
             });
         }
         check_modules_to_save(model, &self.modules_to_save, &targets)?;
         freeze(model);
         tch::no_grad(|| {
             model.visit_linears_mut("", &mut |name, linear| {
-                if !self.is_target(name) {
+                if !self.is_target(family, name) {
                     return;
                 }
                 let like = &linear.weight;

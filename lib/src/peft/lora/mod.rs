@@ -167,13 +167,7 @@ impl LoraConfig {
         let not_output = |n: &&String| !OUTPUT_LAYERS.iter().any(|o| name_matches(n, o));
         let picked: Vec<String> = match &self.targets {
             Targets::Default => {
-                let defaults: &[&str] = if names.iter().any(|n| n.ends_with("q_proj")) {
-                    &["q_proj", "v_proj"]
-                } else if names.iter().any(|n| n.ends_with("c_attn")) {
-                    &["c_attn"]
-                } else {
-                    &["query", "value"]
-                };
+                let defaults = model.family().lora_targets;
                 names.iter().filter(|n| defaults.iter().any(|d| name_matches(n, d))).cloned().collect()
             }
             Targets::Names(keys) => names.iter().filter(|n| keys.iter().any(|k| name_matches(n, k))).cloned().collect(),

@@ -61,12 +61,8 @@ impl PromptTuningConfig {
 /// Width and standard deviation of the token embedding matrix: random virtual tokens are
 /// drawn at the scale of real ones.
 fn token_embedding_scale(model: &Model) -> Result<(i64, f64)> {
-    let mut found = None;
-    model.backbone.visit_params("", &mut |name, t| {
-        let is_tokens = ["embed_tokens.weight", "wte.weight", "word_embeddings.weight"].iter().any(|s| name.ends_with(s));
-        if found.is_none() && is_tokens && t.dim() == 2 {
-            found = Some((t.size()[1], t.to_kind(Kind::Float).std(true).double_value(&[])));
-        }
-    });
-    found.ok_or_else(|| Error::tensor("token embeddings", "the model has no token embedding matrix to take the prompt's scale from"))
+    let embeddings = model
+        .token_embeddings()
+        .ok_or_else(|| Error::tensor("token embeddings", "the model has no token embedding matrix to take the prompt's scale from"))?;
+    Ok((embeddings.size()[1], embeddings.to_kind(Kind::Float).std(true).double_value(&[])))
 }
