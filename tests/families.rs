@@ -301,3 +301,78 @@ fn info_prints_what_a_person_reads_and_stable_json() {
         assert!(!text.contains(debug_name), "Rust debug name {debug_name} in:\n{text}");
     }
 }
+
+// ---- GGUF out ----
+
+/// transformers' logits for `ids` from a GGUF file (`gguf_file=`).
+fn transformers_gguf_logits(file: &Path, ids: &Tensor) -> Tensor {
+    let dir = tempfile::tempdir().unwrap();
+    let (ids_file, out) = (dir.path().join("ids.safetensors"), dir.path().join("out.safetensors"));
+    Tensor::write_safetensors(&[("input_ids", ids)], &ids_file).unwrap();
+    run_python("gguf_logits.py", &[file.to_str().unwrap(), ids_file.to_str().unwrap(), out.to_str().unwrap()]);
+    let got: HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    got["logits"].shallow_clone()
+}
+
+/// Mean next-token negative log-likelihood of `ids` under `logits`.
+fn nll(logits: &Tensor, ids: &Tensor) -> f64 {
+    tunebook::loss::causal_lm_loss(logits, ids).double_value(&[])
+}
+
+/// A model exported as GGUF (f16, q8_0, q4_0) loads in transformers and in tunebook with the
+/// same logits, close to the original's; its metadata carries the tokenizer, chat template
+/// and end-of-sequence token.
+#[test]
+fn exported_gguf_loads_in_transformers_and_tunebook_with_the_same_logits() {
+    use tunebook::models::GgufQuant;
+    let dir = tempfile::tempdir().unwrap();
+    for case in ["llama", "llama3_rope", "qwen2", "qwen3", "phi3_partial_rotary", "gemma3"] {
+        let reference = Reference::of(case);
+        let mut model = load(&reference.dir);
+        let ids = reference.ids().narrow(0, 0, 1).shallow_clone();
+        let original = tch::no_grad(|| model.forward(&ids, None));
+        for (quant, max_nll_change) in [(GgufQuant::F16, 1e-3), (GgufQuant::Q8_0, 1e-2), (GgufQuant::Q4_0, 0.2)] {
+            let file = dir.path().join(format!("{case}-{quant:?}.gguf"));
+            model.save_gguf(&file, quant).unwrap();
+            let reloaded = load(&file);
+            let ours = tch::no_grad(|| reloaded.forward(&ids, None));
+            let theirs = transformers_gguf_logits(&file, &ids);
+            // transformers reads neither Llama 3's rope_freqs nor Phi-3's rotary dimensions.
+            if !TRANSFORMERS_GGUF_GAPS.contains(&case) {
+                let diff = max_abs_diff(&ours, &theirs);
+                assert!(diff <= 1e-3, "{case} {quant:?}: transformers' logits of the export differ from tunebook's by {diff}");
+            }
+            let change = (nll(&ours, &ids) - nll(&original, &ids)).abs();
+            assert!(change <= max_nll_change, "{case} {quant:?}: NLL moved by {change} on export");
+            if quant == GgufQuant::F16 {
+                let diff = max_abs_diff(&ours, &original);
+                assert!(diff <= 1e-2, "{case}: f16 export's logits differ by {diff} from the model's");
+            }
+        }
+        let file = tunebook::gguf::GgufFile::open(dir.path().join(format!("{case}-F16.gguf"))).unwrap();
+        let tokenizer = model.tokenizer().unwrap();
+        assert_eq!(file.special_token("eos"), tokenizer.eos_token_ids().first().copied(), "{case}: eos in the metadata");
+        assert_eq!(file.chat_template(), tokenizer.chat_template(), "{case}: chat template in the metadata");
+        let text = "Hello world! 12345 <|im_start|>user\ncafé";
+        let exported = file.tokenizer().unwrap().encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(exported, tokenizer.encode(text, false).unwrap(), "{case}: the exported tokenizer splits text as the model's");
+    }
+}
+
+/// The shipped SmolLM2, exported to q8_0 through the command line: the file keeps its
+/// tokenizer and chat template, and a chat answer from it stops at the end of the turn.
+#[test]
+fn export_command_writes_a_gguf_whose_chat_answers_stop_at_end_of_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smollm2-q8_0.gguf");
+    let run = tunebook_cli().args(["export", "--model", "smollm2-135m-instruct", "--device", "cpu", "--to", "gguf", "--quant", "q8_0", "--out", out.to_str().unwrap()]).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("MiB"));
+    let model = load(&out);
+    let config = tunebook::GenerationConfig::default().max_new_tokens(48);
+    let ids = model.tokenizer().unwrap().encode(&model.tokenizer().unwrap().apply_chat_template(&[tunebook::ChatMessage::user("What is the capital of France?")], true).unwrap(), false).unwrap();
+    let answer = model.generate_ids(&[ids], &config).unwrap().remove(0);
+    assert!(answer.contains("Paris"), "{answer}");
+    let tokens = model.tokenizer().unwrap().encode(&answer, false).unwrap();
+    assert!(tokens.len() < 47, "the answer ran to the token limit instead of ending its turn: {answer:?}");
+}

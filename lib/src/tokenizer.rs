@@ -174,6 +174,11 @@ impl Tokenizer {
         &self.eos
     }
 
+    /// The pad token, when the tokenizer names one.
+    pub fn pad_token_id_if_set(&self) -> Option<u32> {
+        self.pad
+    }
+
     /// The padding id: the pad token, else the first eos token, else 0.
     pub fn pad_token_id(&self) -> u32 {
         self.pad.or(self.eos.first().copied()).unwrap_or(0)

@@ -29,6 +29,7 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 
 pub use metadata::MetadataValue;
+pub(crate) use tokenizer::byte_level_bpe_metadata;
 pub use permute::{permute_qk, unpermute_qk};
 pub use types::GgmlType;
 pub use writer::GgufWriter;

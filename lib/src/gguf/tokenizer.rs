@@ -311,30 +311,96 @@ fn byte_level_bpe(vocabulary: &Vocabulary<'_>) -> Result<Tokenizer> {
         .build()
         .map_err(|e| tokenizer_error(file, e))?;
 
-    let pre_tokenizer: PreTokenizerWrapper = match split {
-        PreSplit::Gpt2 => ByteLevel::new(false, true, true).into(),
-        PreSplit::DigitsThenGpt2 => PreTokenizerSequence::new(vec![
-            Digits::new(true).into(),
-            ByteLevel::new(false, true, true).into(),
-        ])
-        .into(),
-        PreSplit::Regex { pattern, .. } => PreTokenizerSequence::new(vec![
-            Split::new(
-                SplitPattern::Regex((*pattern).to_owned()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| tokenizer_error(file, e))?
-            .into(),
-            ByteLevel::new(false, true, false).into(),
-        ])
-        .into(),
-    };
+    let pre_tokenizer = pre_tokenizer_of(split).map_err(|e| tokenizer_error(file, e))?;
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer
         .with_pre_tokenizer(Some(pre_tokenizer))
         .with_decoder(Some(ByteLevelDecoder::default()));
     Ok(tokenizer)
+}
+
+/// The pre-tokenizer llama.cpp's name `split` stands for, as tokenizers builds it.
+fn pre_tokenizer_of(split: &PreSplit) -> std::result::Result<PreTokenizerWrapper, tokenizers::Error> {
+    Ok(match split {
+        PreSplit::Gpt2 => ByteLevel::new(false, true, true).into(),
+        PreSplit::DigitsThenGpt2 => PreTokenizerSequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
+        PreSplit::Regex { pattern, .. } => PreTokenizerSequence::new(vec![
+            Split::new(SplitPattern::Regex((*pattern).to_owned()), SplitDelimiterBehavior::Isolated, false)?.into(),
+            ByteLevel::new(false, true, false).into(),
+        ])
+        .into(),
+    })
+}
+
+/// Text that tells pre-tokenizers apart: contractions, digit runs, whitespace runs and
+/// newlines, punctuation, accents and scripts without spaces (as llama.cpp's converter
+/// probes them).
+const PRE_TOKENIZER_PROBE: &str = "Hello World! I'm 12345 you've  got 3.14 ...\n\n\t tabs\r\n  \u{1F600} caf\u{e9} \u{4F60}\u{597D}\u{4E16}\u{754C} \u{0928}\u{092E}\u{0938}\u{094D}\u{0924}\u{0947}  'quoted' \"double\" HTML<br/>   x=1;y=22;z=333; DON'T I'LL";
+
+/// llama.cpp's `tokenizer.ggml.*` metadata for a byte-level BPE tokenizer (GPT-2, Llama 3,
+/// Qwen, SmolLM style): tokens by id with their types, merges, and the pre-tokenizer named
+/// by which of llama.cpp's splits cuts a probe text into the same words as this tokenizer's.
+pub(crate) fn byte_level_bpe_metadata(tokenizer: &Tokenizer) -> Result<Vec<(String, MetadataValue)>> {
+    let unsupported = |why: &str| Error::Unsupported {
+        what: "tokenizer for GGUF export",
+        name: why.to_string(),
+        supported: "byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM style), or a model loaded from a GGUF".into(),
+    };
+    let model = serde_json::to_value(tokenizer.get_model()).map_err(|e| Error::Tokenizer(format!("serialising the tokenizer model: {e}")))?;
+    if model.get("type").and_then(|t| t.as_str()) != Some("BPE") || model.get("byte_fallback").and_then(|b| b.as_bool()) == Some(true) {
+        return Err(unsupported("a SentencePiece-style or non-BPE tokenizer"));
+    }
+    let ignore_merges = model.get("ignore_merges").and_then(|b| b.as_bool()).unwrap_or(false);
+    let words = |pre: &PreTokenizerWrapper| -> Option<Vec<String>> {
+        let mut text = tokenizers::PreTokenizedString::from(PRE_TOKENIZER_PROBE);
+        tokenizers::PreTokenizer::pre_tokenize(pre, &mut text).ok()?;
+        Some(text.get_splits(tokenizers::OffsetReferential::Original, tokenizers::OffsetType::Byte).into_iter().map(|(s, _, _)| s.to_string()).collect())
+    };
+    let ours = tokenizer.get_pre_tokenizer().and_then(words).ok_or_else(|| unsupported("a tokenizer without a pre-tokenizer"))?;
+    let pre = PRE_TOKENIZERS
+        .iter()
+        .find(|(_, split)| {
+            let same_merges = matches!(split, PreSplit::Regex { ignore_merges: true, .. }) == ignore_merges;
+            same_merges && pre_tokenizer_of(split).ok().as_ref().and_then(words).as_ref() == Some(&ours)
+        })
+        .map(|(name, _)| *name)
+        .ok_or_else(|| unsupported("a pre-tokenizer that splits text like none of llama.cpp's"))?;
+
+    let vocab = tokenizer.get_vocab(true);
+    let size = vocab.values().max().map_or(0, |&m| m as usize + 1);
+    let mut tokens: Vec<String> = (0..size).map(|i| format!("[PAD{i}]")).collect();
+    // llama.cpp's token types: 1 normal, 3 control, 4 user-defined, 5 unused.
+    let mut types = vec![5i32; size];
+    for (token, &id) in &vocab {
+        tokens[id as usize] = token.clone();
+        types[id as usize] = 1;
+    }
+    for (id, added) in tokenizer.get_added_tokens_decoder() {
+        types[id as usize] = if added.special { TOKEN_TYPE_CONTROL as i32 } else { TOKEN_TYPE_USER_DEFINED as i32 };
+    }
+    let merges: Vec<MetadataValue> = match model.get("merges") {
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .map(|m| match m {
+                serde_json::Value::String(s) => Ok(MetadataValue::String(s.clone())),
+                serde_json::Value::Array(pair) if pair.len() == 2 => {
+                    Ok(MetadataValue::String(format!("{} {}", pair[0].as_str().unwrap_or_default(), pair[1].as_str().unwrap_or_default())))
+                }
+                other => Err(Error::Tokenizer(format!("unexpected BPE merge {other}"))),
+            })
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    let count = |special: bool| tokenizer.encode("a", special).map(|e| e.get_ids().len()).unwrap_or(0);
+    let adds_bos = count(true) > count(false);
+    Ok(vec![
+        ("tokenizer.ggml.model".into(), "gpt2".into()),
+        ("tokenizer.ggml.pre".into(), pre.into()),
+        ("tokenizer.ggml.tokens".into(), MetadataValue::Array(tokens.into_iter().map(MetadataValue::String).collect())),
+        ("tokenizer.ggml.token_type".into(), MetadataValue::Array(types.into_iter().map(MetadataValue::I32).collect())),
+        ("tokenizer.ggml.merges".into(), MetadataValue::Array(merges)),
+        ("tokenizer.ggml.add_bos_token".into(), MetadataValue::Bool(adds_bos)),
+    ])
 }
 
 fn sentencepiece_bpe(vocabulary: &Vocabulary<'_>) -> Result<Tokenizer> {

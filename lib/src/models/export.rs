@@ -58,7 +58,7 @@ impl Model {
 
     /// Names of parameters that belong to hooks; errors when a hook changes what the plain
     /// layer computes (unmerged LoRA, adapters, 4-bit weights).
-    fn hook_parameter_names(&mut self) -> Result<HashSet<String>> {
+    pub(super) fn hook_parameter_names(&mut self) -> Result<HashSet<String>> {
         let mut names = HashSet::new();
         let mut blocking: Option<String> = None;
         self.visit_linears_mut("", &mut |prefix, linear| {

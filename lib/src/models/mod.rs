@@ -13,6 +13,7 @@ pub mod decoder;
 mod export;
 pub mod family;
 pub mod gemma3;
+mod gguf_export;
 pub mod gpt2;
 mod heads;
 pub mod llama;
@@ -24,6 +25,7 @@ mod model;
 mod source;
 
 pub use family::Family;
+pub use gguf_export::GgufQuant;
 pub use heads::{Head, Task};
 pub use loader::LoadOptions;
 pub use model::{Model, ModelInfo, ModelSummary};

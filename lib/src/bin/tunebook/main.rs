@@ -21,6 +21,8 @@ enum Command {
     Generate(model_commands::GenerateArgs),
     /// Mean per-token negative log-likelihood and perplexity of a text.
     Score(model_commands::ScoreArgs),
+    /// Merge an adapter (if given) and write the model as a Hugging Face folder or a GGUF file.
+    Export(model_commands::ExportArgs),
     /// Datasets: load, validate, clean, split and count tokens.
     #[command(subcommand)]
     Data(data_commands::DataCommand),
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
         Command::Info(args) => model_commands::info(args),
         Command::Generate(args) => model_commands::generate(args),
         Command::Score(args) => model_commands::score(args),
+        Command::Export(args) => model_commands::export(args),
         Command::Data(command) => data_commands::run(command),
         Command::Train(args) => train_commands::train(args),
         Command::Sweep(args) => train_commands::sweep(args),

@@ -13,13 +13,56 @@ pub struct ModelArg {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// A PEFT adapter folder (LoRA or prompt tuning, saved by tunebook or Python peft) to
+    /// apply on top of the model.
+    #[arg(long)]
+    adapter: Option<std::path::PathBuf>,
 }
 
 impl ModelArg {
     fn load(&self) -> Result<Model> {
         let options = LoadOptions::default().device(parse_device(&self.device)?);
-        Model::from_pretrained_with(&self.model, options).with_context(|| format!("loading model `{}`", self.model))
+        let mut model = Model::from_pretrained_with(&self.model, options).with_context(|| format!("loading model `{}`", self.model))?;
+        if let Some(adapter) = &self.adapter {
+            tunebook::peft::load(&mut model, adapter).with_context(|| format!("loading adapter {}", adapter.display()))?;
+        }
+        Ok(model)
     }
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// hf (a Hugging Face folder) or gguf (one file for llama.cpp, Ollama, LM Studio).
+    #[arg(long, value_parser = ["hf", "gguf"])]
+    to: String,
+    /// The folder (hf) or file (gguf) to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// GGUF weight type: f32, f16, q8_0 or q4_0.
+    #[arg(long, default_value = "f16")]
+    quant: String,
+}
+
+/// Merges the adapter (if any) into the model and writes it in the chosen format.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let mut model = args.model.load()?;
+    tunebook::peft::merge(&mut model);
+    match args.to.as_str() {
+        "gguf" => {
+            let quant: tunebook::models::GgufQuant = args.quant.parse()?;
+            model.save_gguf(&args.out, quant).with_context(|| format!("writing {}", args.out.display()))?;
+        }
+        _ => model.save_pretrained(&args.out).with_context(|| format!("writing {}", args.out.display()))?,
+    }
+    let size: u64 = if args.out.is_dir() {
+        std::fs::read_dir(&args.out)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
+    } else {
+        std::fs::metadata(&args.out)?.len()
+    };
+    println!("wrote {} ({:.1} MiB)", args.out.display(), size as f64 / (1 << 20) as f64);
+    Ok(())
 }
 
 #[derive(Args)]
