@@ -169,16 +169,7 @@ fn llama3_rope_factors(config: &serde_json::Value) -> Result<Option<Vec<f32>>> {
         (0..dim / 2)
             .map(|i| {
                 let freq = 1.0 / (rope.theta as f32).powf(2.0 * i as f32 / dim as f32) as f64;
-                let wavelen = 2.0 * std::f64::consts::PI / freq;
-                let f = if wavelen < old / high {
-                    1.0
-                } else if wavelen > old / low {
-                    factor
-                } else {
-                    let smooth = (old / wavelen - low) / (high - low);
-                    1.0 / ((1.0 - smooth) / factor + smooth)
-                };
-                f as f32
+                super::llama::llama3_rope_divisor(freq, factor, low, high, old) as f32
             })
             .collect(),
     ))

@@ -68,6 +68,21 @@ fn gguf_config(file: &GgufFile) -> Result<serde_json::Value> {
     Ok(c.into())
 }
 
+/// What Llama 3's rope scaling divides rotary frequency `freq` by (as llama.cpp's converter
+/// writes it into `rope_freqs`): 1 for short wavelengths, `factor` for long ones, smoothly
+/// in between.
+pub(crate) fn llama3_rope_divisor(freq: f64, factor: f64, low: f64, high: f64, original_context: f64) -> f64 {
+    let wavelen = 2.0 * std::f64::consts::PI / freq;
+    if wavelen < original_context / high {
+        1.0
+    } else if wavelen > original_context / low {
+        factor
+    } else {
+        let smooth = (original_context / wavelen - low) / (high - low);
+        1.0 / ((1.0 - smooth) / factor + smooth)
+    }
+}
+
 /// Llama 3's scaling parameters that give `factors` (what the converter divides each rotary
 /// frequency by), trying the low/high frequency factors Llama 3.x ships with and every
 /// power-of-two original context.
@@ -81,17 +96,7 @@ fn llama3_scaling_from_factors(factors: &[f32], theta: f64, head_dim: usize) -> 
     for &(low, high) in &candidates {
         for power in 4..=24 {
             let old = (1u64 << power) as f64;
-            let expected = freqs.iter().map(|&f| {
-                let wavelen = 2.0 * std::f64::consts::PI / f;
-                if wavelen < old / high {
-                    1.0
-                } else if wavelen > old / low {
-                    factor
-                } else {
-                    let smooth = (old / wavelen - low) / (high - low);
-                    1.0 / ((1.0 - smooth) / factor + smooth)
-                }
-            });
+            let expected = freqs.iter().map(|&f| llama3_rope_divisor(f, factor, low, high, old));
             if expected.zip(factors).all(|(e, &g)| (e - g as f64).abs() <= 1e-3 * e.abs().max(1.0)) {
                 return Some(serde_json::json!({
                     "rope_type": "llama3", "rope_theta": theta, "factor": factor,
