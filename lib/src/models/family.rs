@@ -78,6 +78,15 @@ pub struct GgufLayout {
     pub config: fn(&GgufFile) -> Result<serde_json::Value>,
 }
 
+/// The field name of a config error about config.json as a whole; the loader turns such
+/// errors into errors naming the file.
+pub(crate) const CONFIG_JSON: &str = "config.json";
+
+/// Parses config.json as `what`'s config.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(config: &serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(config.clone()).map_err(|e| Error::config(CONFIG_JSON, format!("not a valid {what} config: {e}")))
+}
+
 /// Tensors outside the blocks, the same in every decoder family.
 const GLOBAL_TENSORS: [(&str, &str); 3] = [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
 

@@ -5,9 +5,8 @@
 //! The same definitions as transformers' `Gemma3ForCausalLM`. llama.cpp's converter stores
 //! the norms with the 1 added (undone on load).
 use super::decoder::{gguf_names, Activation, Decoder, DecoderConfig, DecoderSpec, DECODER_NAMES};
-use super::family::{gguf_decoder_config, Classes, Family, GgufLayout};
+use super::family::{gguf_decoder_config, parse, Classes, Family, GgufLayout};
 use super::heads::{Head, Task};
-use super::llama::parse;
 use super::Forward;
 use crate::gguf::GgufFile;
 use crate::nn::Weights;

@@ -2,7 +2,7 @@
 //! load: the family's tensor names and layout from the registry, the config as metadata, and
 //! the tokenizer with its chat template and end-of-sequence tokens, so that generation stops.
 use super::decoder::DecoderConfig;
-use super::family::gguf_layout;
+use super::family::{gguf_layout, parse};
 use super::model::Model;
 use crate::gguf::{byte_level_bpe_metadata, GgmlType, GgufFile, GgufWriter, MetadataValue};
 use crate::nn::Module;
@@ -81,7 +81,8 @@ impl Model {
         writer.add_metadata("general.name", self.info().name.as_str());
         writer.add_metadata("general.file_type", quant.file_type());
         writer.add_metadata("general.quantization_version", 2u32);
-        for (key, value) in model_metadata(layout.architecture, &config)? {
+        let decoder: DecoderConfig = parse(&config, self.family().name)?;
+        for (key, value) in model_metadata(layout.architecture, &decoder, &config)? {
             writer.add_metadata(key, value);
         }
         let mut failure = None;
@@ -105,7 +106,7 @@ impl Model {
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some(factors) = llama3_rope_factors(&config)? {
+        if let Some(factors) = llama3_rope_factors(&decoder)? {
             writer.add_tensor("rope_freqs.weight", &[factors.len()], &factors, GgmlType::F32)?;
         }
         let tokenizer = self.tokenizer()?;
@@ -117,8 +118,7 @@ impl Model {
 }
 
 /// `<arch>.*` hyperparameters from config.json, as llama.cpp reads them.
-fn model_metadata(arch: &str, config: &serde_json::Value) -> Result<Vec<(String, MetadataValue)>> {
-    let c: DecoderConfig = serde_json::from_value(config.clone()).map_err(|e| Error::config("config.json", format!("not a decoder config: {e}")))?;
+fn model_metadata(arch: &str, c: &DecoderConfig, config: &serde_json::Value) -> Result<Vec<(String, MetadataValue)>> {
     let rope = c.rope(10_000.0)?;
     let key = |k: &str| format!("{arch}.{k}");
     let u32_of = |v: i64| MetadataValue::U32(v as u32);
@@ -157,8 +157,7 @@ fn model_metadata(arch: &str, config: &serde_json::Value) -> Result<Vec<(String,
 
 /// The `rope_freqs` tensor llama.cpp's converter writes for Llama 3's rope scaling: what each
 /// rotary frequency is divided by.
-fn llama3_rope_factors(config: &serde_json::Value) -> Result<Option<Vec<f32>>> {
-    let c: DecoderConfig = serde_json::from_value(config.clone()).map_err(|e| Error::config("config.json", format!("not a decoder config: {e}")))?;
+fn llama3_rope_factors(c: &DecoderConfig) -> Result<Option<Vec<f32>>> {
     let rope = c.rope(10_000.0)?;
     let Some(s) = rope.scaling.filter(|s| s.rope_type == "llama3") else { return Ok(None) };
     let get = |v: Option<f64>, name: &str| v.ok_or_else(|| Error::config(format!("rope_scaling.{name}"), "required for rope_type `llama3`"));

@@ -4,9 +4,8 @@
 //! into ordinary `[out, in]` linears on load. [`CONV1D_LAYERS`] names them so exporters
 //! transpose back (PEFT calls this `fan_in_fan_out`).
 use super::decoder::decoder_head;
-use super::family::{Classes, Family, ParameterNames};
+use super::family::{parse, Classes, Family, ParameterNames};
 use super::heads::{Head, Task};
-use super::llama::parse;
 use super::{check_positive, position_ids, Forward};
 use crate::nn::{attention_bias, join, Checkpointing, Embedding, KvCache, LayerCache, LayerNorm, Linear, Module, Weights};
 use crate::Result;

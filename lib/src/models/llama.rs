@@ -2,7 +2,7 @@
 //! rotary positions with Llama 3's frequency scaling; Mistral adds a sliding window to every
 //! layer. llama.cpp stores both as its `llama` architecture, with q/k rows permuted.
 use super::decoder::{gguf_names, DecoderConfig, DecoderSpec, DECODER_NAMES};
-use super::family::{gguf_decoder_config, Classes, Family, GgufLayout};
+use super::family::{gguf_decoder_config, parse, Classes, Family, GgufLayout};
 use super::heads::{Head, Task};
 use super::Forward;
 use crate::gguf::GgufFile;
@@ -34,11 +34,6 @@ pub static MISTRAL: Family = Family {
     gguf: None,
     ..LLAMA
 };
-
-/// Parses config.json as `what`'s config.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(config: &serde_json::Value, what: &str) -> Result<T> {
-    serde_json::from_value(config.clone()).map_err(|e| Error::config(super::loader::CONFIG_JSON, format!("not a valid {what} config: {e}")))
-}
 
 fn build_llama(config: &serde_json::Value, w: &mut Weights, task: &Task) -> Result<(Box<dyn Forward>, Head)> {
     let c: Config = parse(config, "Llama")?;

@@ -1,5 +1,5 @@
 //! Builds a [`Model`] from a resolved source: config → backbone → head → tokenizer.
-use super::family::{self, GgufLayout};
+use super::family::{self, GgufLayout, CONFIG_JSON};
 use super::heads::Task;
 use super::model::{Model, ModelInfo};
 use super::source::{shard_names, ModelSource};
@@ -66,9 +66,6 @@ fn load_hf_dir(name: &str, dir: &Path, device: Device, kind: Kind, task: Option<
     Model::assemble(backbone, head, task, tokenizer, info, device, kind)
 }
 
-/// The field name of a config error about the whole file (see [`super::llama::parse`]).
-pub(super) const CONFIG_JSON: &str = "config.json";
-
 /// Config errors name the file they came from.
 fn in_file(error: Error, path: &Path) -> Error {
     match error {
@@ -101,7 +98,7 @@ fn load_gguf(name: &str, path: &Path, device: Device, kind: Kind, task: Option<T
     let layout = family::gguf_layout(family)?;
     let config = (layout.config)(&file).map_err(|e| in_file(e, path))?;
     let mut weights = Weights::new(hf_tensors(&file, layout, &config)?, path.display().to_string(), kind, device);
-    let task = task.unwrap_or(Task::CausalLm);
+    let task = task.unwrap_or_else(|| family.base_task.clone());
     let (backbone, head) = (family.build)(&config, &mut weights, &task).map_err(|e| in_file(e, path))?;
     let tok = Tokenizer::new(file.tokenizer()?, file.chat_template().map(str::to_string)).with_special_tokens(
         file.special_token("bos"),

@@ -2,9 +2,8 @@
 //! and gate and up into one `gate_up_proj` (LoRA and QLoRA target these fused linears, as
 //! PEFT does), an optional partial rotary embedding and a sliding window on every layer.
 use super::decoder::{gguf_names, Decoder, DecoderConfig, DecoderSpec, DECODER_NAMES};
-use super::family::{gguf_decoder_config, Classes, Family, GgufLayout};
+use super::family::{gguf_decoder_config, parse, Classes, Family, GgufLayout};
 use super::heads::{Head, Task};
-use super::llama::parse;
 use super::Forward;
 use crate::gguf::GgufFile;
 use crate::nn::Weights;

@@ -2,9 +2,8 @@
 //! on the small sizes, and sliding windows only when `use_sliding_window` says so. llama.cpp
 //! keeps its q/k rows in Hugging Face order (no permutation).
 use super::decoder::{gguf_names, Decoder, DecoderConfig, DecoderSpec, DECODER_NAMES};
-use super::family::{gguf_decoder_config, Classes, Family, GgufLayout};
+use super::family::{gguf_decoder_config, parse, Classes, Family, GgufLayout};
 use super::heads::{Head, Task};
-use super::llama::parse;
 use super::Forward;
 use crate::gguf::GgufFile;
 use crate::nn::Weights;

@@ -1,9 +1,8 @@
 //! Qwen3: the Llama layout with an RMSNorm over each head of q and k before the rotation,
 //! an explicit `head_dim`, and no q/k/v biases (unless `attention_bias`).
 use super::decoder::{gguf_names, Decoder, DecoderConfig, DecoderSpec, DECODER_NAMES};
-use super::family::{gguf_decoder_config, Classes, Family, GgufLayout};
+use super::family::{gguf_decoder_config, parse, Classes, Family, GgufLayout};
 use super::heads::{Head, Task};
-use super::llama::parse;
 use super::Forward;
 use crate::gguf::GgufFile;
 use crate::nn::Weights;
